@@ -1,0 +1,43 @@
+"""Redis and the RQ queue, from REDIS_URL or the embedded Redis."""
+
+from functools import lru_cache
+
+import redis
+from rq import Queue
+
+from config import load_config
+from jobs import embedded_redis
+
+
+def redis_url(config=None, *, start: bool = True) -> str:
+    """REDIS_URL, or the embedded Redis' socket (started unless `start` is false)."""
+    config = config or load_config()
+    if config.redis_url:
+        return config.redis_url
+    if start:
+        _ensure_embedded(config.instance_path)
+    return embedded_redis.socket_url(config.embedded_redis_socket)
+
+
+@lru_cache(maxsize=8)
+def _ensure_embedded(instance_path):
+    # Once per process: the lock and the ping cost a few milliseconds we need not pay per job.
+    embedded_redis.ensure_running(instance_path)
+
+
+@lru_cache(maxsize=8)
+def _connection(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, health_check_interval=30)
+
+
+def get_redis(config=None) -> redis.Redis:
+    return _connection(redis_url(config))
+
+
+def get_queue(config=None) -> Queue:
+    config = config or load_config()
+    return Queue(config.queue_name, connection=get_redis(config))
+
+
+def redis_label(url: str) -> str:
+    return "embedded Redis" if url.startswith("unix://") else url.split("@")[-1]

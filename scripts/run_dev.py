@@ -1,0 +1,88 @@
+"""`make run`: the whole service on one machine with the embedded defaults.
+
+Starts the embedded Redis (unless REDIS_URL is set), prepares the database and the demo data,
+then runs the workers and the web server until Ctrl-C, and leaves no process behind.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import load_config  # noqa: E402
+from jobs import embedded_redis  # noqa: E402
+
+WORKERS = int(os.environ.get("WORKERS", "2"))
+
+
+def free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+def flask(*args):
+    subprocess.run([sys.executable, "-m", "flask", "--app", "webapp", *args], cwd=ROOT, check=True)
+
+
+def stop(processes):
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main():
+    config = load_config()
+    processes = []
+    redis_process = None
+    if not config.redis_url:
+        redis_process = embedded_redis.ensure_running(config.instance_path, detach=False)
+    try:
+        flask("init-db")
+        print("Demo logins:")
+        flask("seed-demo")
+        for n in range(WORKERS):
+            processes.append(subprocess.Popen([sys.executable, "worker.py", "--name", f"dev-{os.getpid()}-{n}"],
+                                              cwd=ROOT))
+        port = free_port(int(os.environ.get("PORT", "5000")))
+        processes.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
+             "--threads", "4", "--graceful-timeout", "5", "webapp:create_app()"],
+            cwd=ROOT,
+        ))
+        time.sleep(1.5)
+        print(f"\n  Open http://127.0.0.1:{port}/ and log in with a demo login above.  Ctrl-C stops.\n",
+              flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        print("A process stopped; stopping the rest.", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nStopping…", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
+        stop(processes)
+        if redis_process is not None:
+            stop([redis_process])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Real services for every test: the database and Redis from DATABASE_URL / REDIS_URL, or the
+embedded defaults (a SQLite file, the embedded Redis) when they are unset — never a fake.
+
+A service that is configured but unreachable makes the tests fail, never skip.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="imggen-tests-"))
+# Before any app module reads the environment: the tests' own instance folder.
+os.environ["INSTANCE_PATH"] = str(_SESSION_DIR / "instance")
+os.environ.setdefault("MEDIA_ROOT", str(_SESSION_DIR / "media"))
+
+from config import load_config  # noqa: E402
+from jobs.connection import get_queue, get_redis, redis_label  # noqa: E402
+from models import ALL_MODELS, db, open_database  # noqa: E402
+
+
+def pytest_report_header(config):
+    cfg = load_config()
+    redis = redis_label(cfg.redis_url) if cfg.redis_url else f"embedded Redis ({cfg.embedded_redis_socket})"
+    return [f"database: {cfg.database_url.split('@')[-1]} | redis: {redis}"]
+
+
+@pytest.fixture(scope="session")
+def service_config():
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def database(service_config):
+    import schema
+
+    database = open_database(service_config.database_url)
+    database.connect(reuse_if_open=True)
+    # A clean schema for the session: drop what an earlier run left, then migrate from zero.
+    database.drop_tables([schema.SchemaVersion, *ALL_MODELS], safe=True, cascade=True) if _is_pg(database) \
+        else database.drop_tables([schema.SchemaVersion, *ALL_MODELS], safe=True)
+    schema.upgrade()
+    database.close()
+    yield database
+
+
+def _is_pg(database) -> bool:
+    return "postgres" in type(database).__name__.lower()
+
+
+@pytest.fixture(scope="session")
+def redis_conn(service_config):
+    connection = get_redis(service_config)
+    connection.ping()
+    yield connection
+    if not service_config.redis_url:
+        # The server drops the connection as it exits, which redis-py reports as an error.
+        with contextlib.suppress(Exception):
+            connection.shutdown(nosave=True)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request, database):
+    """Each test starts with empty tables and an empty queue."""
+    database.connect(reuse_if_open=True)
+    tables = [m._meta.table_name for m in reversed(ALL_MODELS)]
+    if _is_pg(database):
+        quoted = ", ".join(f'"{t}"' for t in tables)
+        database.execute_sql(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+    else:
+        for table in tables:
+            database.execute_sql(f'DELETE FROM "{table}"')
+    if "redis_conn" in request.fixturenames or "worker" in request.fixturenames:
+        connection = request.getfixturevalue("redis_conn")
+        get_queue().empty()
+        for key in connection.scan_iter("imggen:*"):
+            connection.delete(key)
+    yield
+    if not db.is_closed():
+        db.close()
+
+
+@pytest.fixture
+def app(database):
+    from webapp import create_app
+
+    app = create_app({"TESTING": True})
+    yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class Personas:
+    """An owner and an admin in account A, an outsider in account B (with their passwords)."""
+
+    password = "correct horse battery"
+
+    def __init__(self):
+        from webapp import accounts
+
+        self.owner = accounts.create_user("owner@a.test", self.password, account_name="A")
+        self.admin = accounts.create_user("admin@a.test", self.password, account_name="A", is_admin=True)
+        self.outsider = accounts.create_user("outsider@b.test", self.password, account_name="B")
+
+
+@pytest.fixture
+def personas(app):
+    with db.connection_context():
+        return Personas()
+
+
+def csrf_token(client) -> str:
+    client.get("/login")
+    with client.session_transaction() as session:
+        return session["csrf_token"]
+
+
+def login(client, user, password=Personas.password):
+    token = csrf_token(client)
+    response = client.post("/login", data={"email": user.email, "password": password, "csrf_token": token})
+    assert response.status_code == 302, response.data
+    return csrf_token(client)
+
+
+class WorkerProcess:
+    """`python worker.py` as the Procfile runs it, on the tests' database and Redis."""
+
+    def __init__(self, name="test", extra_env=None):
+        env = {**os.environ, **(extra_env or {})}
+        self.log = _SESSION_DIR / f"worker-{name}-{time.time_ns()}.log"
+        self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([sys.executable, "worker.py", "--name", f"{name}-{time.time_ns()}"],
+                                        cwd=ROOT, env=env, stdout=self._fh, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._fh.close()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def session_worker(redis_conn, database):
+    worker = WorkerProcess("session")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(session_worker, clean_state):
+    assert session_worker.process.poll() is None, session_worker.output()[-3000:]
+    return session_worker
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

@@ -1,0 +1,32 @@
+"""The staff web app and JSON API: `create_app()` is the Flask application factory."""
+
+from flask import Flask
+
+from config import load_config
+
+
+def create_app(test_config=None):
+    config = load_config()
+    app = Flask(__name__, instance_path=str(config.instance_path), template_folder="../templates")
+    app.config.from_mapping(
+        SECRET_KEY=config.secret_key,
+        SERVICE_CONFIG=config,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.extra["secure_cookies"],
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+
+    from webapp import auth, cli, csrf, db, ops, pages
+
+    db.init_app(app)
+    auth.init_app(app)
+    csrf.init_app(app)
+    cli.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(pages.bp)
+    ops.init_app(app)
+    return app

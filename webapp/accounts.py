@@ -1,0 +1,55 @@
+"""Accounts, users and API tokens: the only place that hashes passwords and tokens."""
+
+import hashlib
+import secrets
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from models import Account, ApiToken, User, db, utcnow
+
+
+def hash_token(token: str) -> str:
+    # Tokens are long random strings, so a fast hash is enough (unlike passwords).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_user(email: str, password: str, *, account_name: str, is_admin: bool = False) -> User:
+    """Create a user (and its account when it does not exist yet)."""
+    email = email.strip().lower()
+    with db.atomic():
+        account, _ = Account.get_or_create(name=account_name)
+        return User.create(
+            account=account,
+            email=email,
+            password_hash=generate_password_hash(password),
+            is_admin=is_admin,
+        )
+
+
+def authenticate(email: str, password: str) -> User | None:
+    user = User.get_or_none(User.email == (email or "").strip().lower())
+    if user and check_password_hash(user.password_hash, password or ""):
+        return user
+    # Same work for an unknown email, so timing does not tell which emails exist.
+    check_password_hash(generate_password_hash("x"), password or "")
+    return None
+
+
+def create_token(user: User, name: str = "cli") -> str:
+    """Make a bearer token; only its hash is stored, so it can be shown just once."""
+    token = secrets.token_urlsafe(32)
+    ApiToken.create(user=user, token_hash=hash_token(token), name=name)
+    return token
+
+
+def user_for_token(token: str) -> User | None:
+    row = (
+        ApiToken.select(ApiToken, User)
+        .join(User)
+        .where(ApiToken.token_hash == hash_token(token))
+        .first()
+    )
+    if row is None:
+        return None
+    ApiToken.update(last_used_at=utcnow()).where(ApiToken.id == row.id).execute()
+    return row.user

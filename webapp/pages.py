@@ -1,0 +1,49 @@
+"""The staff site's home page and the health check."""
+
+from flask import Blueprint, g, render_template
+
+from models import Content, Images
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.route("/")
+def index():
+    """Dashboard: the account's articles and how many of their images are in each state."""
+    contents = list(Content.for_account(g.account_id).order_by(Content.id.desc()).limit(20))
+    counts = {}
+    if contents:
+        rows = (
+            Images.for_account(g.account_id)
+            .where(Images.content.in_([c.id for c in contents]))
+            .select(Images.content, Images.status)
+            .tuples()
+        )
+        for content_id, status in rows:
+            counts.setdefault(content_id, {}).setdefault(status, 0)
+            counts[content_id][status] += 1
+    return render_template("pages/index.html", contents=contents, counts=counts)
+
+
+@bp.route("/healthz")
+def healthz():
+    """Liveness for the platform's router: the app is up and answers."""
+    return {"ok": True}
+
+
+NAV = [
+    ("pages.index", "Home"),
+    ("images_page.images", "Images"),
+    ("settings_page.image_generation", "Settings"),
+    ("prompts_page.prompts", "Prompts"),
+]
+
+
+@bp.app_context_processor
+def _navigation():
+    from flask import current_app
+
+    def nav_links():
+        return [(e, label) for e, label in NAV if e in current_app.view_functions]
+
+    return {"nav_links": nav_links}

@@ -1,0 +1,42 @@
+"""The RQ worker (the Procfile's `worker`): runs the app's queue with the app's configuration.
+
+Works on REDIS_URL or, when it is unset, the embedded Redis (started if no one runs it yet).
+Scale with more worker processes (`heroku ps:scale worker=N`); each one takes one job at a time.
+"""
+
+import argparse
+import logging
+
+from rq import Worker
+
+from config import load_config
+from jobs.connection import get_redis, redis_label, redis_url
+from jobs.runtime import ensure_database
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", action="store_true", help="Stop when the queue is empty.")
+    parser.add_argument("--name", default=None, help="Worker name (default: host.pid).")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = load_config()
+    ensure_database(config)
+    connection = get_redis(config)
+    logging.getLogger("worker").info(
+        "worker on queue %r, %s, database %s", config.queue_name, redis_label(redis_url(config)),
+        config.database_label,
+    )
+    worker = Worker(
+        [config.queue_name],
+        connection=connection,
+        name=args.name,
+        # Abandoned jobs (a killed worker) are found by maintenance; the default 10 minutes is too slow.
+        maintenance_interval=60,
+    )
+    worker.work(burst=args.burst, with_scheduler=True)
+
+
+if __name__ == "__main__":
+    main()
