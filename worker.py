@@ -6,18 +6,23 @@ Scale with more worker processes (`heroku ps:scale worker=N`); each one takes on
 
 import argparse
 import logging
+import multiprocessing
+import os
 
 from rq import Worker
 
 from config import load_config
-from jobs.connection import get_redis, redis_label, redis_url
+from jobs import sweep
+from jobs.connection import get_queue, get_redis, redis_label, redis_url
 from jobs.runtime import ensure_database
+from models import db
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="Stop when the queue is empty.")
     parser.add_argument("--name", default=None, help="Worker name (default: host.pid).")
+    parser.add_argument("--no-sweep", action="store_true", help="Do not run the stale-image sweeper.")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -28,6 +33,14 @@ def main(argv=None):
         "worker on queue %r, %s, database %s", config.queue_name, redis_label(redis_url(config)),
         config.database_label,
     )
+    if not args.no_sweep:
+        with db.connection_context():
+            sweep.sweep_once(get_queue(config))  # recover what a previous worker left behind
+    if not (args.no_sweep or args.burst):
+        # The sweep runs beside the worker in its own process: the worker forks a work-horse per job,
+        # and a thread holding a database or Redis connection across fork() is not safe.
+        multiprocessing.get_context("spawn").Process(
+            target=sweep.run_forever, args=(os.getpid(), config), daemon=True, name="sweeper").start()
     worker = Worker(
         [config.queue_name],
         connection=connection,

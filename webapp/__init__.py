@@ -20,13 +20,15 @@ def create_app(test_config=None):
     if test_config:
         app.config.update(test_config)
 
-    from webapp import auth, cli, csrf, db, ops, pages
+    from webapp import api, auth, cli, csrf, db, media, ops, pages
 
     db.init_app(app)
     auth.init_app(app)
     csrf.init_app(app)
     cli.init_app(app)
+    api.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(media.bp)
     ops.init_app(app)
     return app

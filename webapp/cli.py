@@ -1,14 +1,16 @@
 """Admin commands: `flask --app webapp seed-demo | create-user | create-token`."""
 
+import time
+
 import click
 from flask.cli import with_appcontext
 
-from models import Account, User, db
+from models import Account, Content, User, db
 from webapp import accounts, demo
 
 
 def init_app(app):
-    for command in (seed_demo, create_user, create_token):
+    for command in (seed_demo, create_user, create_token, generate_images, rotate_keys):
         app.cli.add_command(command)
 
 
@@ -50,3 +52,60 @@ def create_token(email, name):
         if user is None:
             raise click.ClickException(f"No user with the email {email}.")
         click.echo(accounts.create_token(user, name=name))
+
+
+@click.command("generate-images")
+@click.option("--content", "content_id", type=int, required=True, help="The article whose images to generate.")
+@click.option("--regenerate", is_flag=True, help="Also make images that are already generated again.")
+@click.option("--wait", is_flag=True, help="Show progress until the task ends.")
+@with_appcontext
+def generate_images(content_id, regenerate, wait):
+    """Queue image generation for an article's images, as the Generate Images button does."""
+    from jobs.connection import get_redis
+    from jobs.errors import AIFunctionError
+    from jobs.progress import task_progress
+    from jobs.tasks import start_task
+
+    with db.connection_context():
+        content = Content.get_or_none(Content.id == content_id)
+        if content is None:
+            raise click.ClickException(f"No content with id {content_id}.")
+        ids = [i.id for i in content.images]
+        try:
+            started = start_task("generate_images_from_prompts", {"ids": ids, "regenerate": regenerate},
+                                 content.account_id)
+        except AIFunctionError as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(f"Task {started['task_id']}: {len(started['items'])} images queued.")
+    for skipped in started["skipped"]:
+        click.echo(f"  skipped image {skipped['id']}: {skipped['reason']}")
+    if not wait:
+        return
+    shown = None
+    while True:
+        with db.connection_context():
+            view = task_progress(started["task_id"], content.account_id, get_redis())
+        line = f"{view['percent']:3d}%  {view['message']}  " + " ".join(
+            f"#{i['id']}:{i['status']}" for i in view["images"])
+        if line != shown:
+            click.echo(line)
+            shown = line
+        if view["state"] in ("done", "failed", "canceled"):
+            break
+        time.sleep(0.5)
+    for image in view["images"]:
+        if image["error"]:
+            click.echo(f"  image {image['id']} failed: {image['error']}")
+    if view["totals"]["failed"]:
+        raise SystemExit(1)
+
+
+@click.command("rotate-keys")
+@with_appcontext
+def rotate_keys():
+    """Re-encrypt stored provider keys under the first ENCRYPTION_KEYS entry."""
+    from jobs import image_settings
+
+    with db.connection_context():
+        count = image_settings.rotate_keys()
+    click.echo(f"Re-encrypted {count} stored API key(s).")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import current_app
 
+from jobs import image_settings
 from models import Account, Content, Images, IntegrationSettings, User, db
 from webapp import accounts
 
@@ -67,7 +68,7 @@ def seed(config) -> list[tuple[str, str, str]]:
         IntegrationSettings.get_or_create(
             account=account,
             integration_type="image_generation",
-            defaults={"is_active": True, "config": default_settings()},
+            defaults={"is_active": True, "config": dict(image_settings.DEFAULTS)},
         )
         for title, meta_title, featured, in_article in ARTICLES:
             if Content.for_account(account.id).where(Content.title == title).exists():
@@ -78,15 +79,3 @@ def seed(config) -> list[tuple[str, str, str]]:
                 Images.create(account=account, content=content, image_type="in_article",
                               position=position, prompt=prompt)
     return [(email, passwords[email], role) for email, role in USERS]
-
-
-def default_settings() -> dict:
-    return {
-        "provider": "placeholder",
-        "model": "placeholder-v1",
-        "image_type": "realistic",
-        "max_in_article_images": 3,
-        "image_format": "webp",
-        "desktop_enabled": False,
-        "mobile_enabled": False,
-    }

@@ -92,6 +92,24 @@ class ImageProvider:
     def size_for(self, model: str, orientation: str) -> tuple[int, int]:
         return self.model_spec(model).sizes[orientation]
 
+    def check_request(self, request: ImageRequest, credentials: Credentials | None = None) -> ModelSpec:
+        """Refuse, before any network call, what the provider would refuse anyway; returns the model's spec."""
+        spec = self.model_spec(request.model)
+        if (request.width, request.height) not in spec.sizes.values():
+            allowed = ", ".join(f"{w}x{h}" for w, h in spec.sizes.values())
+            raise ProviderError(f"{self.label} {spec.label} cannot make {request.width}x{request.height} images; "
+                                f"allowed: {allowed}.", permanent=True, code="invalid_size")
+        if not request.prompt.strip():
+            raise ProviderError(f"{self.label}: the prompt is empty.", permanent=True, code="invalid_prompt")
+        if len(request.prompt) > spec.max_prompt_chars:
+            raise ProviderError(f"{self.label} {spec.label} takes prompts of at most {spec.max_prompt_chars} "
+                                f"characters; this one has {len(request.prompt)}.", permanent=True,
+                                code="prompt_too_long")
+        if self.requires_api_key and not (credentials and credentials.api_key):
+            raise ProviderError(f"{self.label} needs an API key: add one in the account's provider settings.",
+                                permanent=True, code="missing_api_key")
+        return spec
+
     def estimate_cost(self, request: ImageRequest) -> Decimal | None:
         """The price of one image from the provider's price table, when the answer gives none."""
         return None

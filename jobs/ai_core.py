@@ -1,0 +1,75 @@
+"""`AICore`: the one place provider calls are made — retries, timeouts and latency records.
+
+It is given the account's credentials by the function that prepared the call; the key lives only in
+memory here and is never logged, returned or put in a job.
+"""
+
+import logging
+import time
+
+from jobs import latency
+from jobs.providers import get_provider
+from jobs.providers.base import Credentials, ImageRequest, ProviderError
+from jobs.providers.http import call_with_retries
+
+log = logging.getLogger(__name__)
+
+# Slow models take a minute or more; the connect timeout stays short so a dead host fails fast.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 120.0
+MAX_ATTEMPTS = 3
+
+
+class AICore:
+    def __init__(self, credentials: Credentials | None = None, *, redis=None, sleep=time.sleep,
+                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), max_attempts=MAX_ATTEMPTS):
+        self.credentials = credentials or Credentials(api_key=None)
+        self.redis = redis
+        self.sleep = sleep
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+
+    def expected_seconds(self, method: str, kwargs: dict) -> float | None:
+        """The recent median latency of the provider and model a call will use, if known."""
+        if self.redis is None or "provider" not in kwargs:
+            return None
+        return latency.median(self.redis, kwargs["provider"], kwargs.get("model", ""))
+
+    def generate_image(self, prompt: str, provider: str, model: str, size: str, negative_prompt: str | None = None,
+                       function_name: str | None = None, *, output_format: str = "png",
+                       options: dict | None = None) -> dict:
+        """One image. Returns {'url' | 'bytes', 'revised_prompt', 'cost', 'download_hosts', 'latency'};
+        raises ProviderError (after retries for transient failures) with a message for staff."""
+        backend = get_provider(provider)
+        spec = backend.model_spec(model)
+        width, height = (int(n) for n in size.lower().split("x"))
+        if len(prompt) > spec.max_prompt_chars:
+            raise ProviderError(f"The prompt is {len(prompt)} characters; {backend.label} {model} accepts at most "
+                                f"{spec.max_prompt_chars}.", permanent=True, code="prompt_too_long")
+        request = ImageRequest(
+            prompt=prompt, model=model, width=width, height=height, output_format=output_format,
+            negative_prompt=negative_prompt if spec.supports_negative_prompt and negative_prompt else None,
+            options=options or {},
+        )
+        started = time.monotonic()
+
+        def attempt():
+            return backend.generate(request, self.credentials, timeout=self.timeout)
+
+        def on_retry(error, delay):
+            log.warning("%s %s: %s; retrying in %.1f s (%s)", backend.label, model, error.message, delay,
+                        function_name or "-")
+
+        image = call_with_retries(attempt, max_attempts=self.max_attempts, sleep=self.sleep, on_retry=on_retry)
+        elapsed = time.monotonic() - started
+        if self.redis is not None:
+            latency.record(self.redis, provider, model, elapsed)
+        cost = image.cost if image.cost is not None else backend.estimate_cost(request)
+        return {
+            "url": image.url,
+            "bytes": image.data,
+            "revised_prompt": image.revised_prompt,
+            "cost": cost,
+            "download_hosts": image.download_hosts,
+            "latency": elapsed,
+        }

@@ -1,0 +1,81 @@
+"""`BaseAIFunction`: what an AI function provides to the `AIEngine`.
+
+A function is one class in `jobs/functions/`, one line in `jobs/registry.py` and one test file.
+The engine owns the phases (INIT → PREP → AI_CALL → PARSE → SAVE → DONE), progress, logs and
+errors; the function owns the meaning: what is valid, what to load, what to ask, how to read the
+answer and where to save it — and the words shown to staff at each phase.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AICall:
+    """What build_prompt asks the engine to run: `AICore.<method>(**kwargs)`."""
+
+    method: str
+    kwargs: dict = field(default_factory=dict)
+
+
+class BaseAIFunction:
+    # One AI call per item (images): the engine fans out one job per item and runs
+    # build_prompt → AI_CALL → parse_response → save_output for each.
+    requires_multiple_ai_calls = False
+
+    def get_name(self) -> str:
+        """The registry name, e.g. 'generate_images_from_prompts'."""
+        raise NotImplementedError
+
+    def get_metadata(self) -> dict:
+        """{'display_name', 'description', 'phases': {PHASE: label}} for progress views."""
+        raise NotImplementedError
+
+    def validate(self, payload: dict, account_id: int) -> dict:
+        """Check the request before anything is queued. Return the cleaned payload (for
+        multi-call functions: {'ids': [...to run], 'skipped': [...], 'warnings': [...]});
+        raise ValidationError with a sentence for staff when nothing can run."""
+        raise NotImplementedError
+
+    def claim(self, validated: dict, task_id: str, account_id: int) -> list:
+        """Multi-call functions: atomically take the items for this task (so a second request cannot
+        take them too) and return the ids taken. Called inside a transaction."""
+        return []
+
+    def prepare(self, payload: dict, account_id: int) -> dict:
+        """Load what the calls need: {'items': [...in run order], ...settings}. Raise
+        ValidationError when the configuration cannot work (no settings, bad provider/model)."""
+        raise NotImplementedError
+
+    def build_prompt(self, data: dict, account_id: int) -> AICall:
+        """The AI call for `data` (for multi-call functions data['item'] is the current item).
+        Raise ValidationError for a prompt that must not be sent (e.g. an unsafe template)."""
+        raise NotImplementedError
+
+    def parse_response(self, response: dict, step_tracker=None) -> dict:
+        """Turn AICore's answer into what save_output stores; raise AIFunctionError if unusable."""
+        raise NotImplementedError
+
+    def save_output(self, parsed: dict, original_data: dict, account_id: int, step_tracker=None) -> dict:
+        """Persist the result; return {'count': n, ...}. Must be safe to run twice."""
+        raise NotImplementedError
+
+    # Multi-call hooks: how an item starts and fails. Both must be idempotent.
+    def begin_item(self, item_id, task_id: str, account_id: int) -> bool:
+        """Mark the item as being worked on; False when there is nothing to do (already done)."""
+        return True
+
+    def fail_item(self, item_id, task_id: str, account_id: int, reason: str) -> None:
+        """Record why the item failed, so it never stays in progress."""
+
+    def item_ids_for(self, task_id: str, account_id: int) -> list:
+        """The items of a task (after claim), in run order."""
+        return []
+
+    def item_states(self, item_ids: list, account_id: int) -> list[dict]:
+        """[{'id', 'status', 'image_url', 'error', 'cost', 'started_at'}] from the database."""
+        return []
+
+    # Messages shown while the task runs; the engine never phrases them itself.
+    def progress_message(self, phase: str, *, index: int = 0, total: int = 0, done: int = 0,
+                         failed: int = 0) -> str:
+        return self.get_metadata()["phases"].get(phase, phase)

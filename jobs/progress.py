@@ -1,0 +1,116 @@
+"""What `GET /v1/system/task_progress/<id>/` and the progress panel show, built from the database
+(the truth, which outlives RQ's result TTLs) and the item jobs' own meta (the live view)."""
+
+import time
+from datetime import UTC
+
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from jobs import latency
+from jobs.engine import item_job_id
+from jobs.registry import get_function
+from models import AITaskLog
+
+# Where each stage of an image sits on its own progress bar.
+ITEM_PHASE_PERCENT = {"PREP": 3, "PARSE": 90, "SAVE": 95}
+AI_CALL_SPAN = (5, 88)
+
+
+def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
+    """None when the task does not exist in this account (another account's task included)."""
+    task = AITaskLog.get_or_none((AITaskLog.task_id == task_id) & (AITaskLog.account == account_id))
+    if task is None:
+        return None
+    fn = get_function(task.function_name)
+    states = fn.item_states(list(task.item_ids or []), account_id)
+    metas = _item_metas(redis, task_id, [s["id"] for s in states])
+    images = [_image_row(state, metas.get(state["id"]), task_id) for state in states]
+
+    generated = sum(i["status"] == "generated" for i in images)
+    failed = sum(i["status"] == "failed" for i in images)
+    finished = generated + failed == len(images) and task.state != "queued"
+    state = task.state if task.state in ("failed", "canceled") else ("done" if finished else task.state)
+    if state == "done":
+        phase, percent = "DONE", 100
+        message = fn.progress_message("DONE", done=generated, failed=failed)
+    elif task.phase in ("INIT", "PREP") or not images:
+        phase = task.phase
+        percent = {"INIT": 5, "PREP": 15}.get(task.phase, 0)
+        message = task.message
+    else:
+        phase, message = _current_step(fn, images)
+        done_fraction = sum(i["progress"] for i in images) / (100 * len(images))
+        percent = min(98, int(25 + 73 * done_fraction))
+    cost = sum(i["cost"] or 0 for i in images if i["status"] == "generated")
+    return {
+        "task_id": task.task_id,
+        "function_name": task.function_name,
+        "state": state,
+        "phase": phase,
+        "percent": percent,
+        "message": message,
+        "images": images,
+        "totals": {"total": len(images), "generated": generated, "failed": failed,
+                   "skipped": int((task.totals or {}).get("skipped", 0)), "cost": round(cost, 6)},
+        "error": task.error,
+        "steps": fn.get_metadata().get("steps", []),
+    }
+
+
+def _current_step(fn, images) -> tuple[str, str]:
+    total = len(images)
+    for index, image in enumerate(images, start=1):
+        if image["status"] == "generating":
+            phase = image["phase"] if image["phase"] in ("AI_CALL", "PARSE", "SAVE") else "AI_CALL"
+            done = sum(i["status"] == "generated" for i in images)
+            if phase == "AI_CALL":
+                return phase, fn.progress_message("AI_CALL", index=index, total=total)
+            return phase, fn.progress_message(phase, done=done + 1)
+    waiting = next((n for n, i in enumerate(images, start=1) if i["status"] == "queued"), total)
+    return "AI_CALL", fn.progress_message("AI_CALL", index=waiting, total=total)
+
+
+def _image_row(state: dict, meta: dict | None, task_id: str) -> dict:
+    status = state["status"]
+    if state.get("task_id") != task_id and status in ("queued", "generating"):
+        status = "queued"  # a newer task took the image; this task's view does not follow it
+    meta = meta or {}
+    phase = meta.get("phase") if status == "generating" else None
+    return {
+        "id": state["id"],
+        "status": status,
+        "phase": phase,
+        "progress": _item_percent(status, phase, meta, state),
+        "image_url": state["image_url"] if status == "generated" else None,
+        "error": state["error"] if status == "failed" else None,
+        "cost": float(state["cost"]) if status == "generated" and state["cost"] is not None else None,
+    }
+
+
+def _item_percent(status, phase, meta, state) -> int:
+    if status in ("generated", "failed"):
+        return 100
+    if status != "generating":
+        return 0
+    if phase in ITEM_PHASE_PERCENT:
+        return ITEM_PHASE_PERCENT[phase]
+    started = meta.get("call_started_at")
+    if started is None and state.get("started_at") is not None:
+        started = state["started_at"].replace(tzinfo=UTC).timestamp()  # stored as naive UTC
+    if started is None:
+        return AI_CALL_SPAN[0]
+    call = latency.estimate_progress(time.time() - started, meta.get("expected_seconds"))
+    low, high = AI_CALL_SPAN
+    return int(low + (high - low) * call / 95)
+
+
+def _item_metas(redis, task_id: str, item_ids: list) -> dict:
+    if redis is None or not item_ids:
+        return {}
+    job_ids = [item_job_id(task_id, i) for i in item_ids]
+    try:
+        jobs = Job.fetch_many(job_ids, connection=redis)
+    except NoSuchJobError:
+        jobs = []
+    return {item_id: job.meta for item_id, job in zip(item_ids, jobs, strict=False) if job is not None}

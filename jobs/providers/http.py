@@ -1,0 +1,180 @@
+"""HTTP plumbing shared by the providers: one bounded POST, readable transport errors, retries."""
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import requests
+
+from jobs.providers.base import ProviderError
+
+# A 1536x1024 PNG in base64 is ~4 MiB; 64 MiB leaves room for any real answer and stops a runaway one.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: requests.structures.CaseInsensitiveDict
+    body: bytes
+
+    def json(self):
+        """The body as JSON, or None when it is not JSON (proxies answer text/plain or HTML)."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def snippet(self, limit=200) -> str:
+        text = " ".join(self.body[:limit * 4].decode("utf-8", "replace").split())
+        return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def post_json(url: str, payload, *, headers: dict, timeout: tuple[float, float], label: str,
+              max_bytes: int = MAX_ANSWER_BYTES) -> Answer:
+    """POST `payload` as JSON and read the whole answer, within `max_bytes` and the read timeout.
+
+    requests' read timeout only bounds the gap between two packets, so a body that trickles forever
+    would never time out: reading the body gets the read timeout once more, as a total.
+    """
+    read_timeout = timeout[1]
+    try:
+        with requests.Session() as session:
+            # An API never redirects; following one could carry the key's request somewhere else.
+            response = session.post(url, json=payload, headers=headers, timeout=timeout, stream=True,
+                                    allow_redirects=False)
+            with response:
+                deadline = time.monotonic() + read_timeout
+                body = _read_bounded(response, deadline, max_bytes, label, read_timeout)
+                return Answer(response.status_code, response.headers, body)
+    except requests.RequestException as exc:
+        raise transport_error(exc, label, timeout) from exc
+
+
+def _read_bounded(response, deadline, max_bytes, label, read_timeout) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_big(label, max_bytes, response.status_code)
+    chunks, size = [], 0
+    for chunk in response.iter_content(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_big(label, max_bytes, response.status_code)
+        if time.monotonic() > deadline:
+            raise ProviderError(f"{label} did not finish its answer within {read_timeout:g} s",
+                                permanent=False, status=response.status_code, code="timeout")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_big(label, max_bytes, status):
+    return ProviderError(f"{label} sent an answer larger than {max_bytes // (1024 * 1024)} MiB; gave up reading it",
+                         permanent=True, status=status, code="answer_too_large")
+
+
+def transport_error(exc: requests.RequestException, label: str, timeout: tuple[float, float]) -> ProviderError:
+    """A readable ProviderError for a request that got no usable answer. Never includes headers."""
+    connect_timeout, read_timeout = timeout
+    causes = _causes(exc)
+    names = {type(c).__name__ for c in causes}
+    if isinstance(exc, requests.ConnectTimeout) or "ConnectTimeoutError" in names:
+        message = f"{label} could not be reached within {connect_timeout:g} s"
+    elif isinstance(exc, requests.ReadTimeout) or "ReadTimeoutError" in names:
+        message = f"{label} did not answer within {read_timeout:g} s"
+    elif isinstance(exc, requests.exceptions.SSLError):
+        return ProviderError(f"{label}: the TLS connection failed ({type(causes[-1]).__name__})",
+                             permanent=True, code="tls_error")
+    elif isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
+                    | requests.exceptions.InvalidSchema):
+        return ProviderError(f"{label}: the base URL is not a valid http(s) URL", permanent=True,
+                             code="invalid_url")
+    elif isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in names:
+        message = f"{label} broke off its answer mid-way"
+    elif any(isinstance(c, ConnectionRefusedError) for c in causes):
+        message = f"{label} refused the connection"
+    elif any(isinstance(c, ConnectionResetError) for c in causes) or "RemoteDisconnected" in names:
+        message = f"{label} closed the connection before answering"
+    elif "NameResolutionError" in names:
+        message = f"{label}'s host name could not be resolved"
+    else:
+        message = f"{label} could not be reached ({type(causes[-1]).__name__})"
+    return ProviderError(message, permanent=False, code="transport_error")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it wraps (requests → urllib3 → socket), outermost first."""
+    seen, todo = [], [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or any(current is s for s in seen) or not isinstance(current, BaseException):
+            continue
+        seen.append(current)
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+    return seen
+
+
+def retry_after_seconds(headers, *, now: datetime | None = None) -> float | None:
+    """What the server asked us to wait: `retry-after-ms`, else `retry-after` in seconds or as an HTTP date."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC with no stated zone
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def host_key(url: str) -> str:
+    """"host" or "host:port" (when the URL names a port) — the form of ProviderImage.download_hosts."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Text from the provider with our key blanked out, in case a server echoes it back."""
+    return text.replace(secret, "[key]") if secret and len(secret) >= 4 else text
+
+
+def call_with_retries(attempt_fn, *, max_attempts=3, base_delay=0.5, max_delay=8.0, max_retry_after=120.0,
+                      sleep=time.sleep, on_retry=None):
+    """Call `attempt_fn()` until it succeeds, retrying only transient ProviderErrors.
+
+    Waits what the provider asked (retry_after; giving up when that is over max_retry_after), else a
+    capped exponential backoff with full jitter so that many workers do not retry in step.
+    on_retry(attempt_number, error, delay) is called before each wait.
+    """
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return attempt_fn()
+        except ProviderError as error:
+            if error.permanent or attempt >= max_attempts:
+                raise
+            if error.retry_after is not None:
+                if error.retry_after > max_retry_after:
+                    raise
+                delay = error.retry_after
+            else:
+                delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
+            if on_retry is not None:
+                on_retry(attempt, error, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,157 @@
+"""Check that downloaded bytes are a real, whole image and re-encode them in the account's format.
+
+The bytes come from a provider (or a URL it gave), so Pillow reads them with its guards on: only
+PNG, JPEG and WebP decoders, the decompression-bomb limit, no truncated images. Every image is
+re-encoded, which also drops metadata the provider embedded (some write the prompt into PNG text).
+"""
+
+import hashlib
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 40_000_000  # 40 MP: far above any provider's output, far below what exhausts a worker
+ACCEPTED = ["PNG", "JPEG", "WEBP"]
+FORMATS = {
+    # account format → (Pillow format, content type, extension)
+    "webp": ("WEBP", "image/webp", "webp"),
+    "jpg": ("JPEG", "image/jpeg", "jpg"),
+    "png": ("PNG", "image/png", "png"),
+}
+ALIASES = {"jpeg": "jpg"}
+
+# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; tighten, never loosen, its limit.
+if not Image.MAX_IMAGE_PIXELS or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageRejected(Exception):
+    """The bytes are not an image we keep; `reason` is a sentence for staff."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    data: bytes
+    width: int
+    height: int
+    image_format: str  # "webp" | "jpg" | "png"
+    content_type: str
+    extension: str  # without the dot
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def prepare_image(data: bytes, image_format: str) -> PreparedImage:
+    """`data` verified and re-encoded as `image_format`; raises ImageRejected with the reason."""
+    image_format = ALIASES.get(image_format.lower(), image_format.lower())
+    if image_format not in FORMATS:
+        raise ValueError(f"unknown image format {image_format!r}; choose one of: {', '.join(FORMATS)}")
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES was turned on; truncated images would be kept")
+    kind = sniff(data)
+    try:
+        with warnings.catch_warnings():
+            # Between MAX_IMAGE_PIXELS and twice it Pillow only warns; a warning is a rejection here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ACCEPTED) as probe:
+                _check_size(probe.size)
+                probe.verify()  # checksums and structure, without decoding the pixels
+            with Image.open(io.BytesIO(data), formats=ACCEPTED) as image:
+                image.load()  # decodes everything: a truncated image fails here
+                return _encode(image, image_format)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected("the image is too large (decompression bomb limit)") from None
+    except UnidentifiedImageError:
+        if kind in ACCEPTED:
+            raise ImageRejected(_damaged_reason(data, kind, "")) from None
+        raise ImageRejected("the provider sent something that is not a PNG, JPEG or WebP image") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageRejected(_damaged_reason(data, kind, str(exc))) from None
+
+
+def sniff(data: bytes) -> str:
+    """The kind the first bytes announce ("PNG", "JPEG", "WEBP"), or ImageRejected naming what it is."""
+    if not data:
+        raise ImageRejected("the provider sent an empty file, not an image")
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"%pdf"):
+        raise ImageRejected("the provider sent a PDF, not an image")
+    if b"<svg" in head:
+        raise ImageRejected("the provider sent SVG, which is not accepted")
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head:
+        raise ImageRejected("the provider sent HTML, not an image")
+    if head.startswith((b"{", b"[")):
+        raise ImageRejected("the provider sent JSON, not an image")
+    if head.startswith(b"<"):
+        raise ImageRejected("the provider sent XML or markup, not an image")
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        raise ImageRejected("the provider sent GIF, which is not accepted")
+    if data[4:8] == b"ftyp":
+        raise ImageRejected("the provider sent AVIF or HEIC, which is not accepted")
+    raise ImageRejected("the provider sent something that is not a PNG, JPEG or WebP image")
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    # Checked from the header, before any pixel is decoded, whatever Pillow's global limit is.
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageRejected("the image has no pixels")
+    if width * height > MAX_PIXELS:
+        raise ImageRejected("the image is too large (decompression bomb limit)")
+
+
+def _damaged_reason(data: bytes, kind: str, message: str) -> str:
+    if "truncat" in message.lower() or _ends_early(data, kind):
+        return "the image is truncated"
+    return f"the {kind} image is damaged and cannot be decoded"
+
+
+def _ends_early(data: bytes, kind: str) -> bool:
+    if kind == "PNG":
+        return b"IEND" not in data[-16:]
+    if kind == "JPEG":
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if kind == "WEBP":
+        return len(data) < 12 or struct.unpack("<I", data[4:8])[0] + 8 > len(data)
+    return False
+
+
+def _encode(image: Image.Image, image_format: str) -> PreparedImage:
+    pillow_format, content_type, extension = FORMATS[image_format]
+    # EXIF is not copied to the output, so apply its rotation to the pixels first.
+    image = ImageOps.exif_transpose(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    buffer = io.BytesIO()
+    if image_format == "jpg":
+        if has_alpha:
+            # JPEG has no alpha: flatten onto white, as a browser shows a transparent PNG on a page.
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, (255, 255, 255))
+            image.paste(rgba, mask=rgba.getchannel("A"))
+        else:
+            image = image.convert("RGB")
+        image.save(buffer, "JPEG", quality=88, optimize=True)
+    else:
+        image = image.convert("RGBA" if has_alpha else "RGB")
+        if image_format == "webp":
+            image.save(buffer, "WEBP", quality=85, method=4)
+        else:
+            image.save(buffer, "PNG", optimize=False)  # optimize=True costs seconds for a few % smaller
+    return PreparedImage(data=buffer.getvalue(), width=image.width, height=image.height,
+                         image_format=image_format, content_type=content_type, extension=extension)

@@ -1,0 +1,141 @@
+"""Recover images left `queued`/`generating` by a job that can no longer finish them.
+
+Image status must not depend on RQ callbacks: `on_failure` is not called when a work-horse is
+killed, RQ's own abandoned-job cleanup can take ~10 minutes, and a Redis restart without persistence
+loses jobs outright. So a sweep, run by every worker at start and then every SWEEP_INTERVAL seconds
+(one at a time across workers, by a Redis lock), looks at each unfinished image and its job:
+
+- the job is waiting or running → leave it;
+- the job ended (failed, killed, abandoned) but the image did not → mark the image failed with a
+  reason; it can be retried (requeue the job, or Retry failed);
+- the job is gone (Redis lost it) → enqueue it again, up to MAX_ATTEMPTS, then fail the image.
+"""
+
+import datetime as dt
+import logging
+
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Dependency, Job, JobStatus
+from rq.registry import StartedJobRegistry
+
+from jobs.engine import ITEM_TIMEOUT, PARENT_TIMEOUT, RESULT_TTL, done_job_id, item_job_id
+from models import AITaskLog, Images, utcnow
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 15
+MAX_ATTEMPTS = 3
+# A claim is committed just before its job is enqueued; give the enqueue time to happen.
+GRACE = dt.timedelta(seconds=20)
+ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+LOCK_KEY = "imggen:sweep-lock"
+
+
+def sweep_once(queue: Queue, *, now: dt.datetime | None = None) -> dict:
+    """One pass; returns counts for logs and tests. Safe to run from several processes."""
+    if not queue.connection.set(LOCK_KEY, "1", nx=True, ex=SWEEP_INTERVAL - 1):
+        return {"skipped": True}
+    now = now or utcnow()
+    StartedJobRegistry(queue=queue).cleanup()  # abandoned jobs → failed registry (releases dependents)
+    counts = {"failed": 0, "requeued": 0, "alive": 0}
+    unfinished = Images.select().where(Images.status.in_(["queued", "generating"]) & Images.task_id.is_null(False))
+    lost_by_task: dict = {}
+    for image in unfinished:
+        status = _job_status(queue, item_job_id(image.task_id, image.id))
+        if status in ALIVE or _parent_alive(queue, image.task_id):
+            counts["alive"] += 1
+        elif status is None:
+            if image.updated_at > now - GRACE:
+                continue
+            if image.attempts >= MAX_ATTEMPTS:
+                _fail(image, f"Gave up after {image.attempts} attempts: the job kept being lost.")
+                counts["failed"] += 1
+            else:
+                lost_by_task.setdefault((image.task_id, image.account_id), []).append(image.id)
+        else:
+            _fail(image, _ended_reason(queue, item_job_id(image.task_id, image.id)))
+            counts["failed"] += 1
+    for (task_id, account_id), image_ids in lost_by_task.items():
+        _requeue(queue, task_id, account_id, image_ids)
+        counts["requeued"] += len(image_ids)
+    if counts["failed"] or counts["requeued"]:
+        log.warning("sweep: %s", counts)
+    return counts
+
+
+def _job_status(queue, job_id):
+    try:
+        return Job.fetch(job_id, connection=queue.connection).get_status()
+    except NoSuchJobError:
+        return None
+
+
+def _parent_alive(queue, task_id) -> bool:
+    # Before the parent has fanned out, the item jobs do not exist yet.
+    return _job_status(queue, task_id) in ALIVE
+
+
+def _ended_reason(queue, job_id) -> str:
+    try:
+        result = Job.fetch(job_id, connection=queue.connection).latest_result()
+    except NoSuchJobError:
+        result = None
+    detail = (result.exc_string or "").strip().splitlines()[-1:] if result else []
+    why = detail[0] if detail else "the job ended"
+    if "Work-horse terminated" in why or "Abandoned" in why or "killed" in why.lower():
+        why = "the worker process stopped while generating this image"
+    return f"Interrupted: {why[:300]}. Retry it."
+
+
+def _fail(image, reason: str) -> None:
+    (Images.update(status="failed", error=reason, updated_at=utcnow())
+     .where((Images.id == image.id) & (Images.status == image.status) & (Images.task_id == image.task_id))
+     .execute())
+
+
+def _requeue(queue, task_id, account_id, image_ids) -> None:
+    task = AITaskLog.get_or_none(AITaskLog.task_id == task_id)
+    if task is None:
+        for image in Images.select().where(Images.id.in_(image_ids)):
+            _fail(image, "Interrupted: its task record is missing. Retry it.")
+        return
+    previous = None
+    batch = []
+    for image_id in image_ids:
+        job_id = item_job_id(task_id, image_id)
+        batch.append(Queue.prepare_data(
+            "jobs.tasks.run_ai_item", args=(task_id, task.function_name, image_id, account_id), job_id=job_id,
+            depends_on=Dependency(jobs=[previous], allow_failure=True) if previous else None,
+            timeout=ITEM_TIMEOUT, result_ttl=RESULT_TTL, description=f"recovered: item {image_id} of task {task_id}",
+        ))
+        previous = job_id
+    if _job_status(queue, done_job_id(task_id)) is None or task.finished_at is None:
+        batch.append(Queue.prepare_data(
+            "jobs.tasks.finish_ai_task", args=(task_id, task.function_name, account_id),
+            job_id=done_job_id(task_id), depends_on=Dependency(jobs=[previous], allow_failure=True),
+            timeout=PARENT_TIMEOUT, result_ttl=RESULT_TTL, description=f"finish task {task_id}",
+        ))
+    queue.enqueue_many(batch)
+    log.warning("sweep: re-enqueued %d lost jobs of task %s", len(image_ids), task_id)
+
+
+def run_forever(parent_pid: int, config) -> None:
+    """The sweeper process beside each worker; it exits when its worker is gone."""
+    import os
+    import time
+
+    from jobs.connection import get_queue
+    from jobs.runtime import ensure_database
+    from models import db
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s sweep %(levelname)s %(message)s")
+    ensure_database(config)
+    queue = get_queue(config)
+    while os.getppid() == parent_pid:
+        try:
+            with db.connection_context():
+                sweep_once(queue)
+        except Exception:
+            log.exception("sweep failed; trying again in %d s", SWEEP_INTERVAL)
+        time.sleep(SWEEP_INTERVAL)

@@ -1,0 +1,111 @@
+"""The whole path through the HTTP API and a real RQ worker process, on the placeholder provider
+(the run command's default): the plan's section 6.2, step by step."""
+
+import io
+
+import pytest
+from PIL import Image
+from rq.job import Job
+
+from jobs.engine import done_job_id, item_job_id
+from models import AITaskLog, db
+from tests import factories
+from tests.api_helpers import GENERATE, ApiClient, progress_url
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture
+def api(client, personas, worker):
+    api = ApiClient(client, personas.owner)
+    saved = api.put("/v1/system/settings/integrations/image_generation/",
+                    json={"provider": "placeholder", "model": "placeholder-v1", "image_format": "webp"})
+    assert saved.status_code == 200
+    return api
+
+
+def run_to_end(api, task_id, timeout=60):
+    seen = []
+
+    def finished():
+        view = api.get(progress_url(task_id)).get_json()
+        seen.append(view)
+        return view if view["state"] in ("done", "failed") else None
+
+    final = wait_for(finished, timeout=timeout, interval=0.05, message="the task to end")
+    return final, seen
+
+
+def test_three_prompts_end_as_three_stored_images_in_the_accounts_format(api, redis_conn):
+    created = api.post("/v1/writer/content/", json={"title": "Kites", "images": [
+        {"image_type": "featured", "position": 0, "prompt": "A red kite in a blue sky"},
+        {"image_type": "in_article", "position": 1, "prompt": "Children running on a beach"},
+        {"image_type": "in_article", "position": 2, "prompt": "A kite string on a spool"},
+    ]}).get_json()
+    ids = [i["id"] for i in created["images"]]
+
+    started = api.post(GENERATE, json={"ids": ids}).get_json()
+    assert started["success"] and started["message"] == "Image generation started"
+    final, seen = run_to_end(api, started["task_id"])
+
+    assert final["state"] == "done" and final["phase"] == "DONE" and final["percent"] == 100
+    assert final["message"] == "3 images generated successfully"
+    assert final["totals"] == {"total": 3, "generated": 3, "failed": 0, "skipped": 0, "cost": 0}
+    assert [i["id"] for i in final["images"]] == ids  # featured first, then by position
+    assert all(set(view["images"][0]) >= {"id", "status", "progress", "image_url", "error", "cost"} for view in seen)
+
+    for row in api.get(f"/v1/writer/images/?content_id={created['id']}").get_json()["results"]:
+        assert row["status"] == "generated" and row["image_format"] == "webp" and row["error"] is None
+        assert row["provider"] == "placeholder" and row["cost"] == 0
+        response = api.get(row["image_url"])
+        assert response.status_code == 200 and response.headers["Content-Type"] == "image/webp"
+        picture = Image.open(io.BytesIO(response.data))
+        assert picture.format == "WEBP" and picture.size == (row["width"], row["height"])
+        etag = response.headers["ETag"]
+        assert api.get(row["image_url"], headers={"If-None-Match": etag}).status_code == 304
+
+    # The task's own record and the RQ jobs agree.
+    with db.connection_context():
+        task = AITaskLog.get(AITaskLog.task_id == started["task_id"])
+    assert task.state == "done" and task.totals["generated"] == 3
+    done = Job.fetch(done_job_id(started["task_id"]), connection=redis_conn)
+    assert done.return_value() == {"success": True, "images_generated": 3, "images_failed": 0, "cost": 0.0}
+    parent = Job.fetch(started["task_id"], connection=redis_conn)
+    assert parent.get_meta()["children"] == [item_job_id(started["task_id"], i) for i in ids]
+    for image_id in ids:
+        meta = Job.fetch(item_job_id(started["task_id"], image_id), connection=redis_conn).get_meta()
+        assert meta["status"] == "generated" and meta["progress"] == 100 and meta["image_url"]
+
+
+def test_sizes_follow_the_image_type(api):
+    with db.connection_context():
+        a = factories.account_id("A")
+    content = api.post("/v1/writer/content/", json={"title": "Sizes", "images": [
+        {"image_type": "featured", "position": 0, "prompt": "wide"},
+        {"image_type": "in_article", "position": 1, "prompt": "square"},
+        {"image_type": "mobile", "position": 0, "prompt": "tall"},
+    ]}).get_json()
+    factories.settings(a, mobile_enabled=True)
+    task_id = api.post(GENERATE, json={"ids": [i["id"] for i in content["images"]]}).get_json()["task_id"]
+    run_to_end(api, task_id)
+    sizes = {i["image_type"]: (i["width"], i["height"])
+             for i in api.get(f"/v1/writer/content/{content['id']}/").get_json()["images"]}
+    assert sizes["featured"][0] > sizes["featured"][1]
+    assert sizes["in_article"][0] == sizes["in_article"][1]
+    assert sizes["mobile"][0] < sizes["mobile"][1]
+
+
+def test_an_image_job_run_again_after_success_calls_nothing(api, redis_conn):
+    with db.connection_context():
+        a = factories.account_id("A")
+    _, ids = factories.article(a)
+    task_id = api.post(GENERATE, json={"ids": ids}).get_json()["task_id"]
+    run_to_end(api, task_id)
+    before = factories.image(ids[0])
+    from jobs.connection import get_queue
+    rerun = get_queue().enqueue("jobs.tasks.run_ai_item", task_id, "generate_images_from_prompts", ids[0], a)
+    wait_for(lambda: Job.fetch(rerun.id, connection=redis_conn).get_status() == "finished", message="rerun")
+    assert Job.fetch(rerun.id, connection=redis_conn).return_value() == {"success": True, "skipped": True}
+    after = factories.image(ids[0])
+    assert (after.updated_at, after.attempts, after.file_path) == (before.updated_at, before.attempts, before.file_path)

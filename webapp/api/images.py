@@ -1,0 +1,48 @@
+"""Images: list, edit a prompt, and generate."""
+
+from flask import g, request
+
+from jobs.errors import ValidationError
+from jobs.tasks import start_task
+from models import IMAGE_STATUSES, Images
+from webapp import writer
+from webapp.api import bp, json_body
+from webapp.api.serializers import image_json
+
+FUNCTION = "generate_images_from_prompts"
+
+
+@bp.get("/writer/images/")
+def list_images():
+    """Images of the account, optionally of one article and/or in one status."""
+    query = Images.for_account(g.account_id)
+    content_id = request.args.get("content_id")
+    if content_id is not None:
+        if not content_id.isdigit():
+            raise ValidationError("content_id must be a whole number.")
+        query = query.where(Images.content == int(content_id))
+    status = request.args.get("status")
+    if status is not None:
+        if status not in IMAGE_STATUSES:
+            raise ValidationError(f"status must be one of: {', '.join(IMAGE_STATUSES)}.")
+        query = query.where(Images.status == status)
+    query = query.order_by(Images.content, Images.image_type != "featured", Images.position, Images.id).limit(1000)
+    return {"results": [image_json(i) for i in query]}
+
+
+@bp.patch("/writer/images/<int:image_id>/")
+def edit_prompt(image_id):
+    """Edit an image's prompt (409 while it is being generated)."""
+    return image_json(writer.update_prompt(g.account_id, image_id, json_body().get("prompt")))
+
+
+@bp.post("/writer/images/generate_images/")
+def generate_images():
+    """Queue generation of the given images; answers at once with the task id."""
+    body = json_body()
+    payload = {"ids": body.get("ids"), "regenerate": body.get("regenerate", False)}
+    started = start_task(FUNCTION, payload, g.account_id)
+    answer = {"success": True, "task_id": started["task_id"], "message": "Image generation started"}
+    if started["skipped"]:
+        answer["skipped"] = started["skipped"]
+    return answer

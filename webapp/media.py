@@ -1,0 +1,30 @@
+"""Stored images, served to their own account only, with a strong ETag."""
+
+from flask import Blueprint, Response, abort, current_app, g, request
+
+from jobs.storage import NotStored, get_storage
+from models import Images
+
+bp = Blueprint("media", __name__)
+
+
+@bp.get("/media/images/<int:image_id>.<ext>")
+def image_file(image_id, ext):
+    """The stored bytes of a generated image (404 for another account's image, like a missing one)."""
+    image = Images.for_account(g.account_id).where(Images.id == image_id).first()
+    if image is None or not image.file_path or ext != _extension(image.image_format):
+        abort(404)
+    try:
+        stored = get_storage(current_app.config["SERVICE_CONFIG"]).load(image.file_path)
+    except NotStored:
+        abort(404)
+    etag = stored.etag
+    headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400",
+               "X-Content-Type-Options": "nosniff"}
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    return Response(stored.data, content_type=stored.content_type, headers=headers)
+
+
+def _extension(image_format: str | None) -> str:
+    return {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}.get(image_format or "", "")
