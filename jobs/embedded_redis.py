@@ -32,12 +32,12 @@ def _ping(socket_path: Path) -> bool:
         return False
 
 
-def ensure_running(instance_path: Path, *, detach: bool = True, timeout: float = 15.0):
+def ensure_running(instance_path: Path, *, timeout: float = 15.0):
     """Start the embedded Redis unless one already serves this instance folder.
 
     Returns the Popen of a server this call started, or None when one was already running.
-    `detach` puts the server in its own session so it outlives the caller (web and worker share
-    it); `make run` passes detach=False and stops it on Ctrl-C.
+    The server runs in its own session: it outlives the caller (web and worker share it) and a
+    terminal's Ctrl-C does not kill it before the workers have shut down; `make run` stops it last.
     """
     socket_path = instance_path / "redis.sock"
     data_dir = instance_path / "redis"
@@ -65,7 +65,7 @@ def ensure_running(instance_path: Path, *, detach: bool = True, timeout: float =
                 "--logfile", str(data_dir / "redis.log"),
             ],
             pass_fds=(lock_fd,),  # the server holds the lock for as long as it lives
-            start_new_session=detach,
+            start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

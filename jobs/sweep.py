@@ -123,12 +123,14 @@ def _requeue(queue, task_id, account_id, image_ids) -> None:
 def run_forever(parent_pid: int, config) -> None:
     """The sweeper process beside each worker; it exits when its worker is gone."""
     import os
+    import signal
     import time
 
     from jobs.connection import get_queue
     from jobs.runtime import ensure_database
     from models import db
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop; we follow it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sweep %(levelname)s %(message)s")
     ensure_database(config)
     queue = get_queue(config)

@@ -36,6 +36,8 @@ def flask(*args):
     subprocess.run([sys.executable, "-m", "flask", "--app", "webapp", *args], cwd=ROOT, check=True)
 
 
+# Children run in their own sessions, so a terminal's Ctrl-C reaches only this script, which then
+# stops them in order: web and workers first (a warm shutdown lets a running image finish), Redis last.
 def stop(processes):
     for process in processes:
         if process.poll() is None:
@@ -54,19 +56,19 @@ def main():
     processes = []
     redis_process = None
     if not config.redis_url:
-        redis_process = embedded_redis.ensure_running(config.instance_path, detach=False)
+        redis_process = embedded_redis.ensure_running(config.instance_path)
     try:
         flask("init-db")
         print("Demo logins:")
         flask("seed-demo")
         for n in range(WORKERS):
             processes.append(subprocess.Popen([sys.executable, "worker.py", "--name", f"dev-{os.getpid()}-{n}"],
-                                              cwd=ROOT))
+                                              cwd=ROOT, start_new_session=True))
         port = free_port(int(os.environ.get("PORT", "5000")))
         processes.append(subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
              "--threads", "4", "--graceful-timeout", "5", "webapp:create_app()"],
-            cwd=ROOT,
+            cwd=ROOT, start_new_session=True,
         ))
         time.sleep(1.5)
         print(f"\n  Open http://127.0.0.1:{port}/ and log in with a demo login above.  Ctrl-C stops.\n",
