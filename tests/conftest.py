@@ -23,6 +23,7 @@ os.environ.setdefault("MEDIA_ROOT", str(_SESSION_DIR / "media"))
 from config import load_config  # noqa: E402
 from jobs.connection import get_queue, get_redis, redis_label  # noqa: E402
 from models import ALL_MODELS, db, open_database  # noqa: E402
+from tests.fakes.fixtures import fake_openai, fake_runware  # noqa: E402, F401 - fixtures for every test
 
 
 def pytest_report_header(config):

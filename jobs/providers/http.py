@@ -143,10 +143,12 @@ def retry_after_seconds(headers, *, now: datetime | None = None) -> float | None
 
 
 def host_key(url: str) -> str:
-    """"host" or "host:port" (when the URL names a port) — the form of ProviderImage.download_hosts."""
+    """"host:port" of a configured base URL (the scheme's default port filled in), the form storage
+    trusts exactly — even on a private address. Never build one from a URL in a provider's answer."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    return f"{host}:{parts.port}" if parts.port else host
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -160,7 +162,7 @@ def call_with_retries(attempt_fn, *, max_attempts=3, base_delay=0.5, max_delay=8
 
     Waits what the provider asked (retry_after; giving up when that is over max_retry_after), else a
     capped exponential backoff with full jitter so that many workers do not retry in step.
-    on_retry(attempt_number, error, delay) is called before each wait.
+    on_retry(error, delay) is called before each wait.
     """
     for attempt in range(1, max_attempts + 1):
         try:
@@ -175,6 +177,6 @@ def call_with_retries(attempt_fn, *, max_attempts=3, base_delay=0.5, max_delay=8
             else:
                 delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
             if on_retry is not None:
-                on_retry(attempt, error, delay)
+                on_retry(error, delay)
             sleep(delay)
     raise AssertionError("unreachable")

@@ -131,13 +131,13 @@ class OpenAIProvider(ImageProvider):
 
     @staticmethod
     def download_hosts(url: str, base_url: str) -> tuple:
-        """Only OpenAI's own image CDN, or the server we asked (a self-hosted OpenAI-compatible one)."""
+        """Only OpenAI's own image CDN (by name, default port), or the server we asked (by host:port)."""
         hosts = [host_key(base_url)]
         parts = urlsplit(url)
-        hostname = parts.hostname or ""
+        hostname = (parts.hostname or "").lower()
         if parts.scheme == "https" and hostname.endswith(".blob.core.windows.net") and "oaidalle" in hostname:
-            hosts.insert(0, host_key(url))
-        return tuple(dict.fromkeys(hosts))
+            hosts.insert(0, hostname)
+        return tuple(hosts)
 
     def _cost(self, request: ImageRequest, payload: dict) -> Decimal | None:
         usage = payload.get("usage")

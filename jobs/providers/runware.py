@@ -84,12 +84,12 @@ class RunwareProvider(ImageProvider):
 
     @staticmethod
     def download_hosts(url: str, base_url: str) -> tuple:
-        """Only Runware's image CDN, or the server we asked."""
+        """Only Runware's image CDN (by name, default port), or the server we asked (by host:port)."""
         hosts = [host_key(base_url)]
         parts = urlsplit(url)
-        if parts.scheme == "https" and (parts.hostname or "") == CDN_HOST:
-            hosts.insert(0, host_key(url))
-        return tuple(dict.fromkeys(hosts))
+        if parts.scheme == "https" and (parts.hostname or "").lower() == CDN_HOST:
+            hosts.insert(0, CDN_HOST)
+        return tuple(hosts)
 
     @staticmethod
     def _cost(value) -> Decimal | None:

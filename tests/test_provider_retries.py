@@ -1,0 +1,221 @@
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from jobs.providers import http
+from jobs.providers.base import Credentials, ImageRequest, ProviderError
+from jobs.providers.http import call_with_retries, retry_after_seconds
+from jobs.providers.openai import OpenAIProvider
+from jobs.providers.runware import RunwareProvider
+from tests.fakes import Fault
+
+
+class Sleeps(list):
+    """An injected sleep that records the delays instead of waiting."""
+
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+def generate_with_retries(server, provider=None, prompt="a lighthouse at dusk", timeout=(2, 10), **options):
+    provider = provider or OpenAIProvider()
+    model = next(iter(provider.models)) if isinstance(provider, RunwareProvider) else "gpt-image-1"
+    width, height = provider.size_for(model, "square")
+    request = ImageRequest(prompt, model, width, height)
+    credentials = Credentials(server.api_key, server.base_url)
+    return call_with_retries(lambda: provider.generate(request, credentials, timeout=timeout), **options)
+
+
+# -- retry-after ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fault, delay", [
+    (Fault("rate_limit", retry_after="2"), 2.0),
+    (Fault("rate_limit", retry_after_ms="1500"), 1.5),
+    (Fault("rate_limit", retry_after="9", retry_after_ms="250"), 0.25),
+    (Fault("raw", status=429, body=b"error code: 1015", retry_after="3"), 3.0),
+    (Fault("server_error", status=503, retry_after="5"), 5.0),
+])
+def test_it_waits_out_a_429_with_retry_after(fake_openai, fault, delay):
+    fake_openai.script(fault)
+    sleeps = Sleeps()
+    assert generate_with_retries(fake_openai, sleep=sleeps).data
+    assert sleeps == [delay] and fake_openai.call_count == 2
+
+
+def test_it_waits_out_a_retry_after_given_as_an_http_date(fake_openai):
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    fake_openai.script(Fault("rate_limit", retry_after=format_datetime(when, usegmt=True)))
+    sleeps = Sleeps()
+    generate_with_retries(fake_openai, sleep=sleeps)
+    assert len(sleeps) == 1 and 28 <= sleeps[0] <= 30
+
+
+def test_it_waits_out_a_runware_429_too(fake_runware):
+    fake_runware.script(Fault("rate_limit", retry_after="2"), Fault("server_error", status=502, retry_after="1"))
+    sleeps = Sleeps()
+    assert generate_with_retries(fake_runware, RunwareProvider(), sleep=sleeps).url
+    assert sleeps == [2.0, 1.0] and fake_runware.call_count == 3
+
+
+def test_it_gives_up_at_once_when_retry_after_is_beyond_the_cap(fake_openai):
+    fake_openai.script(Fault("rate_limit", retry_after="300"))
+    sleeps = Sleeps()
+    with pytest.raises(ProviderError) as caught:
+        generate_with_retries(fake_openai, sleep=sleeps, max_retry_after=120)
+    assert caught.value.retry_after == 300 and sleeps == [] and fake_openai.call_count == 1
+
+
+def test_it_really_waits_out_a_one_second_retry_after(fake_openai):
+    fake_openai.script(Fault("rate_limit", retry_after="1"))
+    started = time.monotonic()
+    assert generate_with_retries(fake_openai).data
+    assert time.monotonic() - started >= 1.0 and fake_openai.call_count == 2
+
+
+@pytest.mark.parametrize("headers, seconds", [
+    ({"retry-after": "5"}, 5.0), ({"retry-after": "0.5"}, 0.5), ({"retry-after-ms": "250"}, 0.25),
+    ({"retry-after-ms": "250", "retry-after": "9"}, 0.25), ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
+    ({"retry-after": "Wed, 21 Oct 2026 07:28:10 GMT"}, 10.0), ({"retry-after": "Wed, 21 Oct 2026 07:27:00 GMT"}, 0.0),
+    ({"retry-after": "Wed, 21 Oct 2026 07:28:10 -0000"}, 10.0), ({"retry-after": "-3"}, 0.0),
+    ({"retry-after": "tomorrow"}, None), ({}, None),
+])
+def test_retry_after_is_read_in_all_its_forms(headers, seconds):
+    now = datetime(2026, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert retry_after_seconds(headers, now=now) == seconds
+
+
+# -- backoff -------------------------------------------------------------------------------------------------
+
+def failing(times, error=None):
+    """An attempt function that fails `times` times, then answers "done"."""
+    calls = []
+
+    def attempt():
+        calls.append(1)
+        if len(calls) <= times:
+            raise error or ProviderError("OpenAI could not make the image now (HTTP 500)", permanent=False)
+        return "done"
+    attempt.calls = calls
+    return attempt
+
+
+def test_it_backs_off_exponentially_up_to_the_cap_without_retry_after(monkeypatch):
+    monkeypatch.setattr(http.random, "uniform", lambda low, high: high)  # the top of each jitter range
+    sleeps = Sleeps()
+    assert call_with_retries(failing(6), max_attempts=7, sleep=sleeps) == "done"
+    assert sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_the_backoff_is_fully_jittered():
+    sleeps = Sleeps()
+    for _ in range(50):
+        call_with_retries(failing(2), sleep=sleeps)
+    firsts, seconds = sleeps[0::2], sleeps[1::2]
+    assert all(0 <= d <= 0.5 for d in firsts) and all(0 <= d <= 1.0 for d in seconds)
+    assert len(set(sleeps)) > 90  # random, not a fixed schedule that makes workers retry in step
+
+
+def test_it_retries_server_errors_and_broken_connections(fake_openai):
+    fake_openai.script(Fault("server_error", status=502), "reset", "cut_body")
+    sleeps = Sleeps()
+    assert generate_with_retries(fake_openai, sleep=sleeps, max_attempts=4).data
+    assert len(sleeps) == 3 and fake_openai.call_count == 4
+
+
+def test_it_retries_a_timeout(fake_openai):
+    fake_openai.script(Fault("timeout", delay=3))
+    sleeps = Sleeps()
+    assert generate_with_retries(fake_openai, sleep=sleeps, timeout=(2, 0.3)).data
+    assert len(sleeps) == 1 and fake_openai.call_count == 2
+
+
+def test_it_raises_the_last_error_after_max_attempts(fake_openai):
+    fake_openai.set_fault(Fault("server_error", status=503))
+    sleeps = Sleeps()
+    with pytest.raises(ProviderError, match=r"HTTP 503") as caught:
+        generate_with_retries(fake_openai, sleep=sleeps)
+    assert not caught.value.permanent and len(sleeps) == 2 and fake_openai.call_count == 3
+
+
+@pytest.mark.parametrize("fault", ["content_policy", "moderation_blocked", "insufficient_quota", "unauthorized",
+                                   "invalid_base64", "no_image"])
+def test_it_does_not_retry_a_permanent_error(fake_openai, fault):
+    fake_openai.script(fault, fault)
+    sleeps = Sleeps()
+    with pytest.raises(ProviderError) as caught:
+        generate_with_retries(fake_openai, sleep=sleeps)
+    assert caught.value.permanent and sleeps == [] and fake_openai.call_count == 1
+
+
+def test_it_does_not_retry_other_exceptions():
+    attempt = failing(1, error=ValueError("a bug, not a provider answer"))
+    with pytest.raises(ValueError):
+        call_with_retries(attempt, sleep=Sleeps())
+    assert len(attempt.calls) == 1
+
+
+def test_on_retry_hears_each_retry_before_the_wait():
+    heard, sleeps = [], Sleeps()
+    call_with_retries(failing(2, ProviderError("busy", permanent=False, retry_after=3)), sleep=sleeps,
+                      on_retry=lambda error, delay: heard.append((error.message, delay, len(sleeps))))
+    assert heard == [("busy", 3, 0), ("busy", 3, 1)]
+
+
+def test_each_image_is_one_call_when_nothing_fails(fake_openai):
+    fake_openai.on_prompt("forbidden", "content_policy")
+    for prompt in ("a cat", "a dog", "a forbidden thing", "a bird"):
+        try:
+            generate_with_retries(fake_openai, prompt=prompt, sleep=Sleeps())
+        except ProviderError as error:
+            assert error.permanent and "content policy" in error.message
+    assert fake_openai.prompt_counts() == {"a cat": 1, "a dog": 1, "a forbidden thing": 1, "a bird": 1}
+
+
+def test_faults_can_be_scripted_for_one_prompt_only(fake_openai):
+    fake_openai.script("rate_limit", times=2, prompt="dog")
+    sleeps = Sleeps()
+    generate_with_retries(fake_openai, prompt="a cat", sleep=sleeps)
+    generate_with_retries(fake_openai, prompt="a dog", sleep=sleeps)
+    assert fake_openai.prompt_counts() == {"a cat": 1, "a dog": 3} and len(sleeps) == 2
+
+
+def test_the_fake_refuses_calls_beyond_its_rate_and_concurrency(fake_openai):
+    fake_openai.set_load(latency=0, per_minute=2)
+    sleeps = Sleeps()
+    generate_with_retries(fake_openai, sleep=sleeps)
+    generate_with_retries(fake_openai, sleep=sleeps)
+    with pytest.raises(ProviderError) as caught:
+        generate_with_retries(fake_openai, sleep=sleeps, max_retry_after=30)
+    assert 55 <= caught.value.retry_after <= 60 and fake_openai.load.rejected == 1
+
+
+def test_the_fake_refuses_calls_beyond_its_concurrency(fake_openai):
+    fake_openai.set_load(latency=0.3, max_concurrent=1)
+    outcomes = []
+
+    def one_call():
+        try:
+            outcomes.append(generate_with_retries(fake_openai, max_attempts=1))
+        except ProviderError as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=one_call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    errors = [o for o in outcomes if isinstance(o, ProviderError)]
+    assert len(outcomes) == 2 and len(errors) == 1 and errors[0].retry_after == 1.0
+    assert (fake_openai.load.peak, fake_openai.load.rejected) == (1, 1)
+
+
+@pytest.mark.parametrize("url, key", [("https://api.openai.com/v1", "api.openai.com:443"),
+                                      ("http://sd.local/v1", "sd.local:80"),
+                                      ("http://127.0.0.1:7860", "127.0.0.1:7860"),
+                                      ("http://[::1]:8080/v1", "[::1]:8080")])
+def test_a_base_url_is_allowed_by_its_exact_host_and_port(url, key):
+    assert http.host_key(url) == key

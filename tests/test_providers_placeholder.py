@@ -1,0 +1,76 @@
+import io
+import time
+from decimal import Decimal
+
+import pytest
+from PIL import Image
+
+from jobs.providers import PROVIDERS, get_provider
+from jobs.providers.base import ORIENTATIONS, Credentials, ImageProvider, ImageRequest, ProviderError
+from jobs.providers.placeholder import PlaceholderProvider
+
+PROVIDER = PlaceholderProvider()
+
+
+def make_request(prompt="a lighthouse at dusk", orientation="landscape"):
+    width, height = PROVIDER.size_for("placeholder-v1", orientation)
+    return ImageRequest(prompt, "placeholder-v1", width, height)
+
+
+def picture(image) -> Image.Image:
+    return Image.open(io.BytesIO(image.data))
+
+
+@pytest.mark.parametrize("orientation, size", [("square", (1024, 1024)), ("landscape", (1536, 1024)),
+                                               ("portrait", (1024, 1536))])
+def test_it_renders_a_png_at_the_requested_size(orientation, size):
+    image = PROVIDER.generate(make_request(orientation=orientation), Credentials(None), timeout=(1, 1))
+    assert (picture(image).format, picture(image).size) == ("PNG", size)
+    assert image.url is None and image.cost == Decimal("0")
+
+
+def test_the_same_prompt_and_size_give_the_same_bytes():
+    first = PROVIDER.generate(make_request(), Credentials(None), timeout=(1, 1))
+    second = PlaceholderProvider().generate(make_request(), Credentials(None), timeout=(1, 1))
+    assert first.data == second.data
+
+
+def test_another_prompt_gets_another_background():
+    one = picture(PROVIDER.generate(make_request("a cat"), Credentials(None), timeout=(1, 1)))
+    other = picture(PROVIDER.generate(make_request("a dog"), Credentials(None), timeout=(1, 1)))
+    assert one.getpixel((5, 5)) != other.getpixel((5, 5))
+
+
+def test_it_needs_no_key_and_costs_nothing():
+    assert PROVIDER.requires_api_key is False
+    assert PROVIDER.estimate_cost(make_request()) == Decimal("0")
+    assert PROVIDER.generate(make_request(), None, timeout=(1, 1)).data
+
+
+def test_it_is_fast_even_for_the_longest_prompt():
+    PROVIDER.generate(make_request("warm up the font"), None)
+    for prompt in ("a lighthouse at dusk", "word " * 6000, "x" * 32000):
+        started = time.perf_counter()
+        PROVIDER.generate(make_request(prompt), None)
+        assert time.perf_counter() - started < 0.3
+
+
+def test_it_refuses_a_size_it_does_not_offer():
+    with pytest.raises(ProviderError, match="cannot make 1000x1000") as caught:
+        PROVIDER.generate(ImageRequest("a cat", "placeholder-v1", 1000, 1000), None)
+    assert caught.value.permanent
+
+
+def test_the_registry_holds_each_provider_by_its_name():
+    assert set(PROVIDERS) == {"placeholder", "openai", "runware"}
+    for name, provider in PROVIDERS.items():
+        assert isinstance(provider, ImageProvider) and provider.name == name and get_provider(name) is provider
+        for spec in provider.models.values():
+            assert set(spec.sizes) == set(ORIENTATIONS)
+
+
+def test_an_unknown_provider_is_a_permanent_readable_error():
+    with pytest.raises(ProviderError) as caught:
+        get_provider("midjourney")
+    assert caught.value.permanent
+    assert caught.value.message == "Unknown image provider 'midjourney'; choose one of: placeholder, openai, runware."
