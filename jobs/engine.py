@@ -7,6 +7,7 @@ shared meta would lose updates) and records every outcome in the database, which
 """
 
 import logging
+import os
 import time
 
 from rq import Queue, get_current_job
@@ -160,7 +161,9 @@ class AIEngine:
             # Already generated (a requeue of a finished item) or taken by a newer task: no call, no charge.
             self._write_meta({"status": "skipped", "phase": "DONE"})
             return {"success": True, "skipped": True}
-        self._write_meta({"status": "generating", "phase": "PREP", "progress": 2, "error": None})
+        # The work-horse's pid tells ops (and the fault tests) which process holds the image.
+        self._write_meta({"status": "generating", "phase": "PREP", "progress": 2, "error": None,
+                          "pid": os.getpid()})
         try:
             task = AITaskLog.get((AITaskLog.task_id == self.task_id) & (AITaskLog.account == self.account_id))
             data = self.fn.prepare({**task.payload, "ids": [item_id]}, self.account_id)

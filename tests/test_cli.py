@@ -47,3 +47,19 @@ def test_create_token_for_unknown_email_fails(runner, database):
     result = runner.invoke(args=["create-token", "nobody@x.test"])
     assert result.exit_code != 0
     assert "No user" in result.output
+
+
+def test_generate_images_command_queues_and_waits_until_the_end(runner, personas, worker):
+    from tests import factories
+
+    with db.connection_context():
+        account = factories.account_id("A")
+    factories.settings(account, provider="placeholder")
+    content, ids = factories.article(account)
+    result = runner.invoke(args=["generate-images", "--content", str(content.id), "--wait"])
+    assert result.exit_code == 0, result.output
+    assert "3 images queued" in result.output
+    assert "3 images generated successfully" in result.output
+    assert [i.status for i in factories.images(ids)] == ["generated"] * 3
+    again = runner.invoke(args=["generate-images", "--content", str(content.id)])
+    assert again.exit_code != 0 and "Nothing to generate" in again.output
