@@ -8,6 +8,7 @@ import argparse
 import logging
 import multiprocessing
 import os
+import socket
 
 from rq import Worker
 
@@ -36,15 +37,16 @@ def main(argv=None):
     if not args.no_sweep:
         with db.connection_context():
             sweep.sweep_once(get_queue(config))  # recover what a previous worker left behind
+    name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     if not (args.no_sweep or args.burst):
         # The sweep runs beside the worker in its own process: the worker forks a work-horse per job,
         # and a thread holding a database or Redis connection across fork() is not safe.
         multiprocessing.get_context("spawn").Process(
-            target=sweep.run_forever, args=(os.getpid(), config), daemon=True, name="sweeper").start()
+            target=sweep.run_forever, args=(os.getpid(), name, config), daemon=True, name="sweeper").start()
     worker = Worker(
         [config.queue_name],
         connection=connection,
-        name=args.name,
+        name=name,
         # Abandoned jobs (a killed worker) are found by maintenance; the default 10 minutes is too slow.
         maintenance_interval=60,
     )

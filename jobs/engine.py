@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 PARENT_TIMEOUT = 120
 # Slow providers take 60–120 s per attempt, with retries and the download on top.
-ITEM_TIMEOUT = 600
+ITEM_TIMEOUT = int(os.environ.get("IMAGE_JOB_TIMEOUT", "600"))
 RESULT_TTL = 24 * 3600
 # Failures whose message is written for staff already.
 EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored)

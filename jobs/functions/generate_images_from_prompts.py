@@ -156,7 +156,8 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
         digest = hashlib.sha256(stored.data).hexdigest()
         key = image_key(account_id, image.id, digest, stored.extension)
         storage = get_storage(load_config())
-        storage.save(key, stored.data, stored.content_type)  # bytes first: 'generated' means stored
+        # Bytes first: 'generated' means stored. Retried, because the provider has already charged.
+        retry_on_disconnect(lambda: storage.save(key, stored.data, stored.content_type))
         updated = retry_on_disconnect(lambda: (
             Images.update(
                 status="generated", image_url=media_url(image.id, stored.extension, digest),

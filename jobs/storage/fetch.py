@@ -34,6 +34,19 @@ from urllib3.util.connection import create_connection
 
 log = logging.getLogger(__name__)
 
+
+class _DropQueryStrings(logging.Filter):
+    """urllib3 logs each request line at DEBUG, signature and all; keep everything before the '?'."""
+
+    def filter(self, record):
+        if isinstance(record.args, tuple):
+            record.args = tuple(a.split("?", 1)[0] + "?…" if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_DropQueryStrings())
+
 MAX_BYTES = 25 * 1024 * 1024
 MAX_REDIRECTS = 3
 DEFAULT_PORTS = {"http": 80, "https": 443}
