@@ -81,11 +81,16 @@ def _expire_jobs_of_dead_workers(queue, started) -> None:
             job = Job.fetch(job_id, connection=queue.connection)
         except NoSuchJobError:
             continue
-        name = job.worker_name
-        if name and queue.connection.exists(WATCHED_KEY.format(name)) \
-                and not queue.connection.exists(ALIVE_KEY.format(name)) and job.started_at and job.started_at < dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ALIVE_TTL):
+        if _worker_is_dead(queue.connection, job.worker_name, job.started_at):
             for execution in job.get_executions():
                 queue.connection.zadd(started.key, {execution.composite_key: 1}, xx=True)
+
+
+def _worker_is_dead(redis, name, started_at) -> bool:
+    if not name or not redis.exists(WATCHED_KEY.format(name)) or redis.exists(ALIVE_KEY.format(name)):
+        return False
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ALIVE_TTL)
+    return started_at is not None and started_at < recent
 
 
 def _job_status(queue, job_id):
