@@ -32,6 +32,15 @@ def pytest_report_header(config):
     return [f"database: {cfg.database_url.split('@')[-1]} | redis: {redis}"]
 
 
+def pytest_terminal_summary(terminalreporter):
+    from tests import ledger
+
+    if ledger.faults or ledger.bad_inputs:
+        terminalreporter.section("fault and abuse summary")
+        for line in ledger.table():
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def service_config():
     return load_config()

@@ -7,15 +7,13 @@ import pytest
 from rq.job import Job
 
 from jobs.engine import item_job_id
-from models import db
 from tests import factories
 from tests.api_helpers import GENERATE, SETTINGS, ApiClient, progress_url
 from tests.conftest import login, wait_for
 from tests.fakes.faults import Fault
+from tests.flow import generate, new_article, use_provider, wait_done
 
 pytestmark = pytest.mark.worker
-
-PROMPTS = ("A lighthouse at dusk", "Gulls over waves", "A sandy path through dunes")
 
 
 @pytest.fixture
@@ -23,37 +21,15 @@ def api(client, personas, worker):
     return ApiClient(client, personas.owner)
 
 
-def use(api, provider, model, fake, **extra):
-    response = api.put(SETTINGS, json={"provider": provider, "model": model, "api_key": fake.api_key,
-                                       "base_url": fake.base_url, "image_format": "png", **extra})
-    assert response.status_code == 200, response.get_json()
-
-
-def new_article(prompts=PROMPTS):
-    with db.connection_context():
-        a = factories.account_id("A")
-    return factories.article(a, prompts=prompts)
-
-
-def generate(api, ids, **body):
-    response = api.post(GENERATE, json={"ids": ids, **body})
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["task_id"]
-
-
-def wait_done(api, task_id, timeout=60):
-    return wait_for(lambda: (v := api.get(progress_url(task_id)).get_json())["state"] in ("done", "failed") and v,
-                    timeout=timeout, message="the task to end")
-
-
 @pytest.mark.parametrize("model", ["dall-e-3", "gpt-image-1"])
 def test_openai_models_work_through_base_url(api, fake_openai, model):
-    use(api, "openai", model, fake_openai)
-    content, ids = new_article()
+    use_provider(api, "openai", model, fake_openai)
+    ids = new_article()
+    content_id = factories.image(ids[0]).content_id
     final = wait_done(api, generate(api, ids))
     assert final["message"] == "3 images generated successfully"
     assert fake_openai.call_count == 3
-    rows = api.get(f"/v1/writer/content/{content.id}/").get_json()["images"]
+    rows = api.get(f"/v1/writer/content/{content_id}/").get_json()["images"]
     assert all(r["status"] == "generated" and r["model"] == model and r["cost"] > 0 for r in rows)
     featured = rows[0]
     assert (featured["width"], featured["height"]) == ((1792, 1024) if model == "dall-e-3" else (1536, 1024))
@@ -65,9 +41,9 @@ def test_openai_models_work_through_base_url(api, fake_openai, model):
 
 
 def test_runware_works_with_its_negative_prompt(api, fake_runware):
-    use(api, "runware", "runware:100@1", fake_runware, image_format="webp")
+    use_provider(api, "runware", "runware:100@1", fake_runware, image_format="webp")
     api.put("/v1/thinker/prompts/", json={"negative_prompt": "no people"})
-    _, ids = new_article()
+    ids = new_article()
     final = wait_done(api, generate(api, ids))
     assert final["totals"]["generated"] == 3
     tasks = [call.json[-1] for call in fake_runware.calls]
@@ -76,9 +52,9 @@ def test_runware_works_with_its_negative_prompt(api, fake_runware):
 
 
 def test_a_content_policy_refusal_fails_only_that_image_with_the_providers_reason(api, fake_openai):
-    use(api, "openai", "dall-e-3", fake_openai)
+    use_provider(api, "openai", "dall-e-3", fake_openai)
     fake_openai.on_prompt("Gulls", "content_policy")
-    _, ids = new_article()
+    ids = new_article()
     final = wait_done(api, generate(api, ids))
     assert final["message"] == "2 images generated, 1 failed"
     by_id = {i["id"]: i for i in final["images"]}
@@ -89,9 +65,9 @@ def test_a_content_policy_refusal_fails_only_that_image_with_the_providers_reaso
 
 
 def test_a_429_with_retry_after_is_waited_out_and_succeeds(api, fake_openai):
-    use(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
     fake_openai.script(Fault("rate_limit", retry_after=2))
-    _, ids = new_article(prompts=("One image",))
+    ids = new_article(("One image",))
     final = wait_done(api, generate(api, ids))
     assert final["totals"]["generated"] == 1
     first, second = fake_openai.calls
@@ -99,9 +75,9 @@ def test_a_429_with_retry_after_is_waited_out_and_succeeds(api, fake_openai):
 
 
 def test_an_invalid_key_fails_every_image_with_a_readable_reason(api, fake_openai):
-    use(api, "openai", "dall-e-3", fake_openai)
+    use_provider(api, "openai", "dall-e-3", fake_openai)
     api.put(SETTINGS, json={"api_key": "sk-wrong-key-0000"})
-    _, ids = new_article()
+    ids = new_article()
     final = wait_done(api, generate(api, ids))
     assert final["totals"]["failed"] == 3
     assert all(i["error"] == "OpenAI: invalid API key" for i in final["images"])
@@ -109,9 +85,9 @@ def test_an_invalid_key_fails_every_image_with_a_readable_reason(api, fake_opena
 
 
 def test_two_identical_requests_sent_together_generate_each_image_once(app, personas, api, fake_openai):
-    use(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
     fake_openai.set_latency(0.2)
-    _, ids = new_article()
+    ids = new_article()
     barrier = threading.Barrier(2)
     answers = []
 
@@ -137,9 +113,9 @@ def test_two_identical_requests_sent_together_generate_each_image_once(app, pers
 
 def test_requeueing_a_failed_image_job_after_the_fix_regenerates_exactly_that_image(app, personas, api, fake_openai,
                                                                                    redis_conn):
-    use(api, "openai", "dall-e-3", fake_openai)
+    use_provider(api, "openai", "dall-e-3", fake_openai)
     fake_openai.on_prompt("Gulls", Fault("server_error", status=500))
-    _, ids = new_article()
+    ids = new_article()
     task_id = generate(api, ids)
     final = wait_done(api, task_id)
     assert final["totals"]["failed"] == 1 and final["totals"]["generated"] == 2

@@ -7,10 +7,10 @@ import pytest
 from rq.job import Job
 
 from jobs.engine import item_job_id
-from models import db
 from tests import factories
-from tests.api_helpers import GENERATE, SETTINGS, ApiClient, progress_url
+from tests.api_helpers import GENERATE, ApiClient, progress_url
 from tests.conftest import WorkerProcess, wait_for
+from tests.flow import new_article, use_provider
 
 pytestmark = pytest.mark.worker
 
@@ -20,20 +20,10 @@ def api(client, personas, redis_conn):
     return ApiClient(client, personas.owner)
 
 
-def use_fake(api, fake, model="dall-e-3"):
-    assert api.put(SETTINGS, json={"provider": "openai", "model": model, "api_key": fake.api_key,
-                                   "base_url": fake.base_url, "image_format": "png"}).status_code == 200
-
-
-def article(prompts):
-    with db.connection_context():
-        return factories.article(factories.account_id("A"), prompts=prompts)[1]
-
-
 def test_progress_shows_each_image_moving_while_the_provider_works(api, worker, fake_openai):
-    use_fake(api, fake_openai)
+    use_provider(api, "openai", "dall-e-3", fake_openai)
     fake_openai.set_latency(2.5)
-    ids = article(("First picture", "Second picture"))
+    ids = new_article(("First picture", "Second picture"))
     task_id = api.post(GENERATE, json={"ids": ids}).get_json()["task_id"]
 
     def view():
@@ -55,9 +45,9 @@ def test_progress_shows_each_image_moving_while_the_provider_works(api, worker, 
 
 
 def test_killing_the_work_horse_mid_call_fails_that_image_and_the_chain_goes_on(api, fake_openai, redis_conn):
-    use_fake(api, fake_openai)
+    use_provider(api, "openai", "dall-e-3", fake_openai)
     fake_openai.set_latency(3)
-    ids = article(("Doomed picture", "Next picture"))
+    ids = new_article(("Doomed picture", "Next picture"))
     own = WorkerProcess("kill-horse")
     try:
         task_id = api.post(GENERATE, json={"ids": ids}).get_json()["task_id"]

@@ -63,6 +63,8 @@ class FakeServer:
             self._queue: list[tuple[str | None, Fault]] = []
             self._rules: list[tuple[str, Fault]] = []
             self._standing: Fault | None = None
+            # Called with each call just before it is answered (fault tests drop a database there).
+            self.before_reply = None
         self.load.configure()
 
     def script(self, *faults, times: int = 1, prompt: str | None = None):
@@ -159,6 +161,8 @@ class FakeServer:
             delay = fault.delay or (30.0 if fault.kind == "timeout" else 0.0)
             if self.stopping.wait(delay + self.load.latency):
                 return None
+            if self.before_reply is not None:
+                self.before_reply(call)
             if fault.kind == "reset":
                 return handler.reset()
             if fault.kind in ("cut_body", "never_ending_body", "huge_body"):
