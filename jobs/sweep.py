@@ -177,4 +177,6 @@ def run_forever(parent_pid: int, worker_name: str, config) -> None:
         except Exception:
             log.exception("sweep failed; trying again shortly")
         time.sleep(HEARTBEAT)
-    queue.connection.delete(alive_key, WATCHED_KEY.format(worker_name))
+    # The watched marker stays (it expires on its own): a started job of this worker must still be
+    # recognised as orphaned.
+    queue.connection.delete(alive_key)

@@ -1,0 +1,242 @@
+"""Worker and queue faults with real worker processes and real Redis: nothing is lost, nothing is
+generated or charged twice (issue: prove it under faults)."""
+
+import os
+import signal
+import threading
+from collections import Counter
+
+import pytest
+from rq import Queue
+from rq.job import Job
+
+from jobs.engine import item_job_id
+from jobs.sweep import sweep_once
+from models import AITaskLog, Images, db
+from tests import factories, ledger
+from tests.api_helpers import ApiClient
+from tests.conftest import WorkerProcess, wait_for
+from tests.flow import generate, new_article, use_provider, wait_done
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture
+def api(client, personas, redis_conn):
+    return ApiClient(client, personas.owner)
+
+
+def successes(fake) -> Counter:
+    """Provider calls per prompt (each call of the fake answers with an image)."""
+    return fake.prompt_counts()
+
+
+def settle(ids, fake=None, allowed_calls=1):
+    images = factories.images(ids)
+    calls = Counter({p: n - (allowed_calls - 1) for p, n in (fake.prompt_counts() if fake else {}).items()})
+    lost, duplicates = ledger.settle(images, calls)
+    assert lost == 0, [(i.id, i.status) for i in images]
+    assert duplicates == 0, calls
+    return images
+
+
+def test_kill_the_whole_worker_while_another_is_alive(api, fake_openai, redis_conn):
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    fake_openai.set_latency(0.6)
+    ids = [i for n in range(3) for i in new_article(tuple(f"Article {n} picture {k}" for k in range(4)))][:10]
+    doomed, survivor = WorkerProcess("doomed"), WorkerProcess("survivor")
+    try:
+        task_id = generate(api, ids)
+        wait_for(lambda: fake_openai.call_count >= 3, timeout=30, message="three calls")
+        # Whichever worker holds the current image dies with its work-horse, uncleanly.
+        running = [i for i in factories.images(ids) if i.status == "generating"]
+        assert running
+        horse = Job.fetch(item_job_id(task_id, running[0].id), connection=redis_conn).get_meta()["pid"]
+        victim = doomed if os.getppid() != horse and _parent_of(horse) == doomed.process.pid else survivor
+        os.kill(victim.process.pid, signal.SIGKILL)
+        os.kill(horse, signal.SIGKILL)
+        ledger.fault("kill -9 worker and work-horse (second worker alive)")
+        final = wait_done(api, task_id, timeout=90)
+        assert final["state"] == "done"
+        images = settle(ids, fake_openai)
+        assert sum(i.status == "generated" for i in images) >= 9
+        assert all(i.error for i in images if i.status == "failed")
+    finally:
+        doomed.stop()
+        survivor.stop()
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_warm_shutdown_finishes_the_current_image_and_the_next_worker_does_the_rest(api, fake_openai, redis_conn):
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    fake_openai.set_latency(1.0)
+    ids = new_article(("Warm one", "Warm two", "Warm three", "Warm four"))
+    first = WorkerProcess("warm-first")
+    task_id = generate(api, ids)
+    wait_for(lambda: fake_openai.call_count >= 1, timeout=20, message="the first call")
+    first.process.send_signal(signal.SIGTERM)
+    ledger.fault("SIGTERM (warm shutdown) mid-task")
+    first.process.wait(timeout=30)
+    first.stop()
+    assert factories.image(ids[0]).status == "generated"  # the current image finished
+    assert any(i.status == "queued" for i in factories.images(ids[1:]))  # the rest waited
+    second = WorkerProcess("warm-second")
+    try:
+        final = wait_done(api, task_id, timeout=60)
+        assert final["totals"]["generated"] == 4
+        settle(ids, fake_openai)
+    finally:
+        second.stop()
+
+
+def test_a_job_that_outlives_its_timeout_fails_with_timed_out_and_can_be_retried(api, fake_openai, redis_conn):
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    fake_openai.set_latency(6)
+    ids = new_article(("Slow picture",))
+    worker = WorkerProcess("short-timeout", extra_env={"IMAGE_JOB_TIMEOUT": "3"})
+    try:
+        task_id = generate(api, ids)
+        final = wait_done(api, task_id, timeout=60)
+        ledger.fault("job timeout")
+        image = factories.image(ids[0])
+        assert image.status == "failed" and "Timed out" in image.error
+        assert final["images"][0]["error"] == image.error
+        job = Job.fetch(item_job_id(task_id, ids[0]), connection=redis_conn)
+        wait_for(lambda: job.get_status() == "failed", timeout=10, message="the job in the failed registry")
+        calls = fake_openai.call_count
+        threading.Event().wait(7)  # long enough for a late second run to show up
+        assert fake_openai.call_count == calls == 1  # no late duplicate call
+        fake_openai.set_latency(0)
+        job.requeue()
+        wait_for(lambda: factories.image(ids[0]).status == "generated", timeout=30, message="the retry")
+    finally:
+        worker.stop()
+
+
+def test_a_poison_image_that_kills_its_process_every_time_ends_failed(api, fake_openai, redis_conn):
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    fake_openai.set_latency(2)
+    ids = new_article(("Poison picture",))
+    worker = WorkerProcess("poison")
+    try:
+        task_id = generate(api, ids)
+        job_id = item_job_id(task_id, ids[0])
+        killed = set()
+
+        def new_call_pid():
+            if not Job.exists(job_id, connection=redis_conn):
+                return None
+            meta = Job.fetch(job_id, connection=redis_conn).get_meta()
+            return meta.get("phase") == "AI_CALL" and meta.get("pid") not in killed and meta["pid"]
+
+        for attempt in range(3):
+            pid = wait_for(new_call_pid, timeout=30, message="the next attempt's call")
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+            ledger.fault("poison: work-horse killed every attempt")
+            wait_for(lambda: factories.image(ids[0]).status == "failed", timeout=40, message="failed")
+            if attempt < 2:
+                Job.fetch(job_id, connection=redis_conn).requeue()  # ops retry it
+        final = wait_done(api, task_id)
+        assert final["images"][0]["status"] == "failed" and "worker process stopped" in final["images"][0]["error"]
+        assert factories.image(ids[0]).attempts == 3
+    finally:
+        worker.stop()
+
+
+def test_a_lost_job_is_enqueued_again_and_given_up_after_three_attempts(api, redis_conn):
+    factories.settings(factories.image(new_article(("x",))[0]).account_id, provider="placeholder")
+    ids = new_article(("Lost picture",))
+    task_id = generate(api, ids)  # no worker: the parent waits in the queue
+    queue = Queue("images", connection=redis_conn)
+    queue.empty()  # Redis lost the jobs (as a restart without persistence does)
+    ledger.fault("jobs lost from Redis")
+    later = factories.image(ids[0]).updated_at.replace(year=2100)
+    redis_conn.delete("imggen:sweep-lock")
+    with db.connection_context():
+        assert sweep_once(queue, now=later)["requeued"] == 1
+    assert Job.fetch(item_job_id(task_id, ids[0]), connection=redis_conn).get_status() == "queued"
+    with db.connection_context():
+        Images.update(attempts=3).where(Images.id == ids[0]).execute()
+    queue.empty()
+    redis_conn.delete("imggen:sweep-lock")
+    with db.connection_context():
+        assert sweep_once(queue, now=later)["failed"] == 1
+    image = factories.image(ids[0])
+    assert image.status == "failed" and "Gave up after 3 attempts" in image.error
+    settle(ids)
+
+
+def test_redis_lost_mid_task_is_recovered_by_the_sweep(api, fake_openai, redis_conn, personas):
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    fake_openai.set_latency(0.5)
+    ids = new_article(("Redis one", "Redis two", "Redis three"))
+    worker = WorkerProcess("redis-loss")
+    try:
+        task_id = generate(api, ids)
+        wait_for(lambda: fake_openai.call_count >= 1, timeout=20, message="the first call")
+        # Everything the queue knew is gone (a restart without persistence), the worker keeps running.
+        for key in redis_conn.scan_iter("rq:job:*"):
+            redis_conn.delete(key)
+        for key in redis_conn.scan_iter("rq:queue:*"):
+            redis_conn.delete(key)
+        for key in redis_conn.scan_iter("rq:*registry*"):
+            redis_conn.delete(key)
+        ledger.fault("Redis data lost mid-task")
+        final = wait_done(api, task_id, timeout=90)
+        assert final["state"] == "done"
+        images = settle(ids, fake_openai, allowed_calls=2)  # the image in flight may be called again
+        assert all(i.status == "generated" for i in images), [(i.status, i.error) for i in images]
+    finally:
+        worker.stop()
+
+
+@pytest.mark.skipif("postgres" not in os.environ.get("DATABASE_URL", ""),
+                    reason="dropping a server-side connection needs PostgreSQL (runs in CI's PostgreSQL pass)")
+def test_a_dropped_database_connection_after_the_provider_answered_saves_once(api, fake_openai, worker):
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    ids = new_article(("Dropped connection",))
+
+    def drop_every_other_connection(call):
+        with db.connection_context():
+            db.execute_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                           "AND backend_type = 'client backend'")
+
+    fake_openai.before_reply = drop_every_other_connection
+    task_id = generate(api, ids)
+    ledger.fault("database connection dropped before the save")
+    final = wait_done(api, task_id)
+    assert final["totals"]["generated"] == 1, final
+    images = settle(ids, fake_openai)
+    assert images[0].cost is not None and images[0].file_path
+
+
+def test_jobs_are_enqueued_only_after_the_claim_is_committed(personas, redis_conn, database):
+    """A queue that, at the moment of enqueue, reads the images through another connection."""
+    from jobs.tasks import start_task
+
+    seen = []
+
+    class WatchingQueue(Queue):
+        def enqueue(self, *args, **kwargs):
+            other = type(database)(database.database, **database.connect_params)
+            other.connect()
+            rows = other.execute_sql("SELECT status FROM images WHERE task_id IS NOT NULL").fetchall()
+            seen.append([r[0] for r in rows])
+            other.close()
+            return super().enqueue(*args, **kwargs)
+
+    with db.connection_context():
+        account = factories.account_id("A")
+    factories.settings(account, provider="placeholder")
+    ids = new_article()
+    with db.connection_context():
+        start_task("generate_images_from_prompts", {"ids": ids}, account,
+                   queue=WatchingQueue("images", connection=redis_conn))
+        assert AITaskLog.select().count() == 1
+    assert seen == [["queued", "queued", "queued"]]
