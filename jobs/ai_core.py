@@ -5,6 +5,7 @@ memory here and is never logged, returned or put in a job.
 """
 
 import logging
+import os
 import time
 
 from jobs import latency
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # Slow models take a minute or more; the connect timeout stays short so a dead host fails fast.
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 120.0
+READ_TIMEOUT = float(os.environ.get("PROVIDER_READ_TIMEOUT", "120"))
 MAX_ATTEMPTS = 3
 
 

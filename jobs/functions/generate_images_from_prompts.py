@@ -1,6 +1,5 @@
 """`generate_images_from_prompts`: turn stored image prompts into stored images, one AI call each."""
 
-import hashlib
 import logging
 
 from peewee import Case
@@ -153,7 +152,7 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
         image, settings = original_data["item"], original_data["settings"]
         raw = parsed["bytes"] or fetch_image(parsed["url"], tuple(parsed["download_hosts"] or ()))
         stored = prepare_image(raw, settings.image_format)
-        digest = hashlib.sha256(stored.data).hexdigest()
+        digest = stored.digest
         key = image_key(account_id, image.id, digest, stored.extension)
         storage = get_storage(load_config())
         # Bytes first: 'generated' means stored. Retried, because the provider has already charged.

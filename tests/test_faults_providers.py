@@ -1,0 +1,160 @@
+"""Provider faults through a real worker: every image ends `failed` with a reason staff can act on,
+nothing is retried that must not be, and the worker survives."""
+
+import json
+import socket
+import threading
+
+import pytest
+from PIL import Image
+
+from tests import ledger
+from tests.api_helpers import ApiClient
+from tests.conftest import WorkerProcess
+from tests.fakes.faults import Fault
+from tests.flow import generate, new_article, use_provider, wait_done
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture(scope="module")
+def fast_timeout_worker(redis_conn, database):
+    """A worker whose provider read timeout is 2 s, so timeouts and endless bodies end quickly."""
+    worker = WorkerProcess("provider-faults", extra_env={"PROVIDER_READ_TIMEOUT": "2"})
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def api(client, personas, fast_timeout_worker, redis_conn):
+    return ApiClient(client, personas.owner)
+
+
+def one_image_fails(api, fake, model, fault, reason, *, calls=None):
+    use_provider(api, "openai", model, fake)
+    fake.set_fault(fault)
+    ids = new_article(("A picture that will not arrive",))
+    final = wait_done(api, generate(api, ids), timeout=90)
+    image = final["images"][0]
+    assert image["status"] == "failed", image
+    assert reason in image["error"], image["error"]
+    assert "Traceback" not in image["error"] and fake.api_key not in image["error"]
+    if calls is not None:
+        assert fake.call_count == calls
+    ledger.fault(f"provider: {fault.kind if isinstance(fault, Fault) else fault} ({model})")
+    ledger.settle([type("I", (), {"status": image["status"]})()])
+    return image
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_are_retried_then_fail_with_the_reason(api, fake_openai, fast_timeout_worker, status):
+    one_image_fails(api, fake_openai, "gpt-image-1", Fault("server_error", status=status), "OpenAI", calls=3)
+    assert fast_timeout_worker.process.poll() is None
+
+
+def test_a_read_timeout_is_retried_then_fails(api, fake_openai):
+    one_image_fails(api, fake_openai, "gpt-image-1", Fault("timeout", delay=5), "did not answer", calls=3)
+
+
+def test_a_body_that_never_ends_fails_within_the_deadline(api, fake_openai, fast_timeout_worker):
+    one_image_fails(api, fake_openai, "gpt-image-1", Fault("never_ending_body"), "OpenAI")
+    assert fast_timeout_worker.process.poll() is None
+
+
+def test_a_huge_body_is_cut_off_and_memory_stays_bounded(api, fake_openai, fast_timeout_worker):
+    one_image_fails(api, fake_openai, "gpt-image-1", Fault("huge_body", size=80 * 1024 * 1024), "OpenAI")
+    with open(f"/proc/{fast_timeout_worker.process.pid}/status") as fh:
+        rss_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
+    assert rss_kb < 400 * 1024  # the worker process never held the body
+
+
+def test_a_reset_connection_is_retried_then_fails(api, fake_openai):
+    one_image_fails(api, fake_openai, "gpt-image-1", "reset", "OpenAI", calls=3)
+
+
+def test_insufficient_quota_is_not_retried_and_says_quota_exhausted(api, fake_openai):
+    one_image_fails(api, fake_openai, "gpt-image-1", "insufficient_quota", "quota exhausted", calls=1)
+
+
+def test_moderation_refusal_is_not_retried_and_shows_the_reason(api, fake_openai):
+    one_image_fails(api, fake_openai, "gpt-image-1", "moderation_blocked", "moderation", calls=1)
+
+
+def test_content_policy_refusal_is_not_retried(api, fake_openai):
+    one_image_fails(api, fake_openai, "dall-e-3", "content_policy", "content policy", calls=1)
+
+
+def test_a_200_without_an_image(api, fake_openai):
+    one_image_fails(api, fake_openai, "gpt-image-1", "no_image", "without an image", calls=1)
+
+
+def test_invalid_base64(api, fake_openai):
+    one_image_fails(api, fake_openai, "gpt-image-1", "invalid_base64", "base64")
+
+
+@pytest.mark.parametrize("kind,reason", [("html", "HTML"), ("svg", "SVG"), ("pdf", "PDF")])
+def test_non_image_bytes_are_refused_by_name(api, fake_openai, kind, reason):
+    one_image_fails(api, fake_openai, "dall-e-3", Fault("non_image", image=kind), reason)
+
+
+def test_a_truncated_image(api, fake_openai):
+    one_image_fails(api, fake_openai, "dall-e-3", "truncated_image", "truncated")
+
+
+def test_an_expired_url(api, fake_openai):
+    one_image_fails(api, fake_openai, "dall-e-3", "expired_url", "expired")
+
+
+def test_a_decompression_bomb(api, fake_openai, tmp_path, fast_timeout_worker):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (9000, 9000)).save(bomb)  # 81 MP of zeros: a few KB on disk
+    url = fake_openai.store_file("bomb.png", bomb.read_bytes(), "image/png")
+    body = json.dumps({"created": 1, "data": [{"url": url}]}).encode()
+    one_image_fails(api, fake_openai, "dall-e-3", Fault("raw", status=200, body=body, content_type="application/json"),
+                    "too large")
+    assert fast_timeout_worker.process.poll() is None
+
+
+class Canary:
+    """A listener that records any connection: a refused fetch must never reach it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.hits = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.hits += 1
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("target", [
+    "http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:{canary}/x.png", "http://[::1]:{canary}/x.png",
+    "http://10.0.0.5/x.png", "http://2130706433:{canary}/x.png", "file:///etc/passwd", "gopher://127.0.0.1:6379/_x",
+    "https://evil.example/x.png",
+])
+def test_provider_urls_to_other_hosts_are_refused_before_connecting(api, fake_openai, target):
+    canary = Canary()
+    try:
+        url = target.format(canary=canary.port)
+        body = json.dumps({"created": 1, "data": [{"url": url}]}).encode()
+        one_image_fails(api, fake_openai, "dall-e-3", Fault("raw", status=200, body=body,
+                                                            content_type="application/json"), "image")
+        assert canary.hits == 0
+        ledger.bad_input("provider URL to a forbidden target")
+    finally:
+        canary.close()
