@@ -15,6 +15,7 @@ from rq import Worker
 from config import load_config
 from jobs import sweep
 from jobs.connection import get_queue, get_redis, redis_label, redis_url
+from jobs.engine import store_queue_name
 from jobs.runtime import ensure_database
 from models import db
 
@@ -44,7 +45,8 @@ def main(argv=None):
         multiprocessing.get_context("spawn").Process(
             target=sweep.run_forever, args=(os.getpid(), name, config), daemon=True, name="sweeper").start()
     worker = Worker(
-        [config.queue_name],
+        # SAVE jobs first: they are short, and a stored image is what staff wait for.
+        [store_queue_name(config.queue_name), config.queue_name],
         connection=connection,
         name=name,
         # Abandoned jobs (a killed worker) are found by maintenance; the default 10 minutes is too slow.

@@ -9,6 +9,7 @@ import os
 import time
 
 from jobs import latency
+from jobs.limits import KeyLimiter, Limits
 from jobs.providers import get_provider
 from jobs.providers.base import Credentials, ImageRequest, ProviderError
 from jobs.providers.http import call_with_retries
@@ -22,10 +23,13 @@ MAX_ATTEMPTS = 3
 
 
 class AICore:
-    def __init__(self, credentials: Credentials | None = None, *, redis=None, sleep=time.sleep,
-                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), max_attempts=MAX_ATTEMPTS):
+    def __init__(self, credentials: Credentials | None = None, *, redis=None, limits: Limits | None = None,
+                 sleep=time.sleep, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), max_attempts=MAX_ATTEMPTS):
         self.credentials = credentials or Credentials(api_key=None)
         self.redis = redis
+        # Calls on one provider key share its limits across every worker (state in Redis).
+        self.limiter = KeyLimiter(redis, limits, sleep=sleep) if redis is not None and limits else None
+        self.timings: dict = {}
         self.sleep = sleep
         self.timeout = timeout
         self.max_attempts = max_attempts
@@ -55,7 +59,21 @@ class AICore:
         started = time.monotonic()
 
         def attempt():
-            return backend.generate(request, self.credentials, timeout=self.timeout)
+            if self.limiter is None:
+                return backend.generate(request, self.credentials, timeout=self.timeout)
+            waited = time.monotonic()
+            token = self.limiter.acquire(holder=_current_job_id())
+            self.timings["limit_wait"] = self.timings.get("limit_wait", 0) + time.monotonic() - waited
+            try:
+                image = backend.generate(request, self.credentials, timeout=self.timeout)
+            except ProviderError as exc:
+                if exc.status == 429 and not exc.permanent:
+                    self.limiter.on_rate_limited(exc.retry_after)
+                raise
+            finally:
+                self.limiter.release(token)
+            self.limiter.on_success()
+            return image
 
         def on_retry(error, delay):
             log.warning("%s %s: %s; retrying in %.1f s (%s)", backend.label, model, error.message, delay,
@@ -63,6 +81,7 @@ class AICore:
 
         image = call_with_retries(attempt, max_attempts=self.max_attempts, sleep=self.sleep, on_retry=on_retry)
         elapsed = time.monotonic() - started
+        self.timings["provider_call"] = elapsed - self.timings.get("limit_wait", 0)
         if self.redis is not None:
             latency.record(self.redis, provider, model, elapsed)
         cost = image.cost if image.cost is not None else backend.estimate_cost(request)
@@ -74,3 +93,10 @@ class AICore:
             "download_hosts": image.download_hosts,
             "latency": elapsed,
         }
+
+
+def _current_job_id() -> str | None:
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.id if job is not None else None

@@ -21,6 +21,9 @@ class BaseAIFunction:
     # One AI call per item (images): the engine fans out one job per item and runs
     # build_prompt → AI_CALL → parse_response → save_output for each.
     requires_multiple_ai_calls = False
+    # SAVE runs as its own job in the store queue (download, convert, store), so the next AI call of a
+    # chain starts as soon as the previous answer is in.
+    background_save = False
 
     def get_name(self) -> str:
         """The registry name, e.g. 'generate_images_from_prompts'."""

@@ -16,6 +16,7 @@ from rq.timeouts import JobTimeoutException
 
 from jobs.ai_core import AICore
 from jobs.errors import AIFunctionError, ValidationError
+from jobs.limits import chains_for
 from jobs.providers.base import ProviderError
 from jobs.storage import FetchError, ImageRejected, NotStored
 from models import AITaskLog, db, utcnow
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 PARENT_TIMEOUT = 120
 # Slow providers take 60–120 s per attempt, with retries and the download on top.
 ITEM_TIMEOUT = int(os.environ.get("IMAGE_JOB_TIMEOUT", "600"))
+SAVE_TIMEOUT = 180
 RESULT_TTL = 24 * 3600
 # Failures whose message is written for staff already.
 EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored)
@@ -38,6 +40,15 @@ def item_job_id(task_id: str, item_id) -> str:
 
 def done_job_id(task_id: str) -> str:
     return f"{task_id}-done"
+
+
+def save_job_id(task_id: str, item_id) -> str:
+    return f"{task_id}-save-{item_id}"
+
+
+def store_queue_name(queue_name: str) -> str:
+    """The queue for SAVE jobs: workers take it first, so stored images land quickly."""
+    return f"{queue_name}-store"
 
 
 def readable_error(exc: BaseException) -> str:
@@ -108,7 +119,7 @@ class AIEngine:
         self._update(phase="PREP", message=prep_message, step=("PREP", prep_message))
         if not self.fn.requires_multiple_ai_calls:
             return self._run_single(data)
-        children = self._fan_out(items, int(data.get("parallel_chains") or 1))
+        children = self._fan_out(items, chains_for(self._redis(), data.get("limits")))
         self._write_meta({"children": children, "done_job": done_job_id(self.task_id)})
         self._update(phase="AI_CALL", message=self.fn.progress_message("AI_CALL", index=1, total=len(items)))
         return {"queued": len(children)}
@@ -157,56 +168,103 @@ class AIEngine:
     # --- one item job -----------------------------------------------------------------------------
 
     def run_item(self, item_id) -> dict:
+        """PREP → build_prompt → AI_CALL → PARSE, then SAVE: inline, or handed to the store queue so the
+        next provider call of the chain does not wait for the download, conversion and storage."""
+        clock = _Clock()
         if not self.fn.begin_item(item_id, self.task_id, self.account_id):
             # Already generated (a requeue of a finished item) or taken by a newer task: no call, no charge.
             self._write_meta({"status": "skipped", "phase": "DONE"})
             return {"success": True, "skipped": True}
+        clock.lap("claim")
         # The work-horse's pid tells ops (and the fault tests) which process holds the image.
         self._write_meta({"status": "generating", "phase": "PREP", "progress": 2, "error": None,
                           "pid": os.getpid()})
         try:
-            task = AITaskLog.get((AITaskLog.task_id == self.task_id) & (AITaskLog.account == self.account_id))
-            data = self.fn.prepare({**task.payload, "ids": [item_id]}, self.account_id)
-            if not data["items"]:
-                raise AIFunctionError("The item no longer exists.")
-            data = {**data, "item": data["items"][0], "task_id": self.task_id}
+            data = self._item_data(item_id)
             call = self.fn.build_prompt(data, self.account_id)
-            ai_core = AICore(data.get("credentials"), redis=self._redis())
+            ai_core = AICore(data.get("credentials"), redis=self._redis(), limits=data.get("limits"))
+            clock.lap("prompt")
             self._write_meta({"phase": "AI_CALL", "progress": 5, "call_started_at": time.time(),
                               "expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
-            response = self._call(call, data, ai_core)
+            response = getattr(ai_core, call.method)(**call.kwargs)
+            clock.add(ai_core.timings)
             self._write_meta({"phase": "PARSE", "progress": 90})
             parsed = self.fn.parse_response(response)
-            self._write_meta({"phase": "SAVE", "progress": 95})
+            clock.lap("parse")
+            if self.fn.background_save and get_current_job() is not None:
+                self._hand_off_save(item_id, parsed)
+                clock.lap("handoff")
+                self._write_meta({"phase": "SAVE", "progress": 92, "timings": clock.timings})
+                return {"success": True, "saving": True}
             result = self.fn.save_output(parsed, data, self.account_id)
         except BaseException as exc:
-            reason = readable_error(exc)
-            if not isinstance(exc, EXPECTED_ERRORS):
-                log.exception("item %s of task %s failed", item_id, self.task_id)
-            self.fn.fail_item(item_id, self.task_id, self.account_id, reason)
-            self._write_meta({"status": "failed", "phase": "DONE", "progress": 100, "error": reason})
-            self._refresh_if_finished()
+            self._record_failure(item_id, exc)
             raise  # the job fails, so ops see it in the failed registry and can requeue it
+        return self._record_success(result, clock)
+
+    def run_save(self, item_id, parsed: dict) -> dict:
+        """SAVE for one item, in the store queue. Safe to run again (ops may requeue it)."""
+        clock = _Clock()
+        self._write_meta({"status": "generating", "phase": "SAVE", "progress": 95, "pid": os.getpid()})
+        try:
+            data = self._item_data(item_id)
+            clock.lap("prepare")
+            result = self.fn.save_output(parsed, data, self.account_id)
+        except BaseException as exc:
+            self._record_failure(item_id, exc)
+            raise
+        return self._record_success(result, clock)
+
+    def _item_data(self, item_id) -> dict:
+        task = AITaskLog.get((AITaskLog.task_id == self.task_id) & (AITaskLog.account == self.account_id))
+        data = self.fn.prepare({**task.payload, "ids": [item_id]}, self.account_id)
+        if not data["items"]:
+            raise AIFunctionError("The item no longer exists.")
+        return {**data, "item": data["items"][0], "task_id": self.task_id}
+
+    def _hand_off_save(self, item_id, parsed: dict) -> None:
+        job = get_current_job()
+        Queue(store_queue_name(job.origin), connection=job.connection).enqueue(
+            "jobs.tasks.save_ai_item", self.task_id, self.fn.get_name(), item_id, self.account_id, parsed,
+            job_id=save_job_id(self.task_id, item_id), job_timeout=SAVE_TIMEOUT, result_ttl=RESULT_TTL,
+            description=f"{self.fn.get_name()}: save item {item_id} of task {self.task_id}",
+        )
+
+    def _record_failure(self, item_id, exc: BaseException) -> None:
+        reason = readable_error(exc)
+        if not isinstance(exc, EXPECTED_ERRORS):
+            log.exception("item %s of task %s failed", item_id, self.task_id)
+        self.fn.fail_item(item_id, self.task_id, self.account_id, reason)
+        self._write_meta({"status": "failed", "phase": "DONE", "progress": 100, "error": reason})
+        self._refresh_if_finished()
+
+    def _record_success(self, result: dict, clock: "_Clock") -> dict:
+        clock.add(result.get("timings") or {})
         self._write_meta({"status": "generated", "phase": "DONE", "progress": 100,
                           "image_url": result.get("image_url"), "cost": _money(result.get("cost"))})
+        started = time.perf_counter()
         self._refresh_if_finished()
-        return {"success": True, **{k: v for k, v in result.items() if k != "cost"},
-                "cost": _money(result.get("cost"))}
+        clock.timings["task_summary"] = time.perf_counter() - started
+        self._write_meta({"timings": clock.timings})
+        return {"success": True, "image_url": result.get("image_url"), "cost": _money(result.get("cost"))}
 
-    def _call(self, call, data, ai_core=None):
-        ai_core = ai_core or AICore(data.get("credentials"), redis=self._redis())
+    def _call(self, call, data):
+        ai_core = AICore(data.get("credentials"), redis=self._redis(), limits=data.get("limits"))
         return getattr(ai_core, call.method)(**call.kwargs)
 
     # --- DONE ------------------------------------------------------------------------------------
 
-    def finish(self) -> dict:
-        summary = self.summary()
-        self._update(
-            state="done" if summary["unfinished"] == 0 else "running", phase="DONE",
-            message=self.fn.progress_message("DONE", done=summary["generated"], failed=summary["failed"]),
-            totals=summary["totals"], cost=summary["cost"], finished_at=utcnow(),
-            step=("DONE", self.fn.progress_message("DONE", done=summary["generated"], failed=summary["failed"])),
-        )
+    def finish(self, summary: dict | None = None) -> dict:
+        """DONE: once every item has ended, the totals, cost and final message. Called by the DONE job
+        and after every item ends; whichever sees the last item end writes it (each writer commits its
+        own item first, so the last one always sees them all)."""
+        summary = summary or self.summary()
+        message = self.fn.progress_message("DONE", done=summary["generated"], failed=summary["failed"])
+        if summary["unfinished"] == 0:
+            self._update(state="done", phase="DONE", message=message, totals=summary["totals"],
+                         cost=summary["cost"], finished_at=utcnow(), step=("DONE", message))
+        else:
+            self._update(totals=summary["totals"], cost=summary["cost"])
         return {"success": True, "images_generated": summary["generated"], "images_failed": summary["failed"],
                 "cost": _money(summary["cost"])}
 
@@ -222,10 +280,10 @@ class AIEngine:
                 "cost": cost, "totals": totals}
 
     def _refresh_if_finished(self):
-        # A requeued item that ends after DONE ran updates the task's totals and final message.
-        task = AITaskLog.get_or_none(AITaskLog.task_id == self.task_id)
-        if task is not None and task.finished_at is not None:
-            self.finish()
+        # Items end after the DONE job when saves run beside the chain, or when ops requeue one.
+        summary = self.summary()
+        if summary["unfinished"] == 0:
+            self.finish(summary)
 
     # --- bookkeeping -----------------------------------------------------------------------------
 
@@ -259,6 +317,23 @@ class AIEngine:
         if job is not None:
             return job.connection
         return self.queue.connection if self.queue is not None else None
+
+
+class _Clock:
+    """Seconds per stage of one job, kept in its meta so the benchmark can show the critical path."""
+
+    def __init__(self):
+        self.timings: dict = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self._last, 4)
+        self._last = now
+
+    def add(self, timings: dict) -> None:
+        self.timings.update({k: round(v, 4) for k, v in timings.items()})
+        self._last = time.perf_counter()
 
 
 def _storable(payload: dict) -> dict:

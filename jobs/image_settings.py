@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 from config import load_config
 from jobs.errors import ValidationError
+from jobs.limits import Limits
 from jobs.providers import PROVIDERS
 from jobs.providers.base import Credentials
 from models import IntegrationSettings, utcnow
@@ -27,8 +28,10 @@ DEFAULTS = {
     "image_format": "webp",
     "desktop_enabled": False,
     "mobile_enabled": False,
-    # Parallel per-image chains per task; 1 keeps the plan's one-at-a-time rule for rate limits.
-    "parallel_chains": 1,
+    # Per provider key: parallel calls (1 keeps the plan's one-at-a-time rule; None = auto, adapting
+    # to the provider's answers) and calls per minute (None = no limit known).
+    "max_concurrent_calls": 1,
+    "calls_per_minute": None,
 }
 
 
@@ -51,7 +54,7 @@ class ImageSettings:
     in_article_orientation: str
     desktop_enabled: bool
     mobile_enabled: bool
-    parallel_chains: int
+    limits: Limits
     credentials: Credentials
 
 
@@ -94,7 +97,8 @@ def load(account_id) -> ImageSettings:
         image_format=config["image_format"], max_in_article_images=int(config["max_in_article_images"]),
         in_article_orientation=config["in_article_orientation"],
         desktop_enabled=bool(config["desktop_enabled"]), mobile_enabled=bool(config["mobile_enabled"]),
-        parallel_chains=max(1, int(config["parallel_chains"])),
+        limits=Limits(key=f"{account_id}:{config['provider']}", max_concurrent=config["max_concurrent_calls"],
+                      per_minute=config["calls_per_minute"]),
         credentials=Credentials(api_key=api_key, base_url=config["base_url"] or None),
     )
 
@@ -113,6 +117,13 @@ def _int(data, errors, name, low, high):
         errors[name] = f"A whole number from {low} to {high}."
         return value
     return int(value)
+
+
+def _optional_int(data, errors, name, low, high):
+    """Blank (or "auto") means no fixed limit."""
+    if data[name] is None or (isinstance(data[name], str) and data[name].strip().lower() in ("", "auto")):
+        return None
+    return _int(data, errors, name, low, high)
 
 
 def _flag(data, errors, name):
@@ -142,7 +153,8 @@ def validate(data: dict, current: dict) -> tuple[dict, dict]:
     _choice(merged, errors, "image_format", FORMATS)
     _choice(merged, errors, "in_article_orientation", ORIENTATIONS)
     merged["max_in_article_images"] = _int(merged, errors, "max_in_article_images", 1, 5)
-    merged["parallel_chains"] = _int(merged, errors, "parallel_chains", 1, 16)
+    merged["max_concurrent_calls"] = _optional_int(merged, errors, "max_concurrent_calls", 1, 16)
+    merged["calls_per_minute"] = _optional_int(merged, errors, "calls_per_minute", 1, 100_000)
     merged["desktop_enabled"] = _flag(merged, errors, "desktop_enabled")
     merged["mobile_enabled"] = _flag(merged, errors, "mobile_enabled")
     base_url = (merged["base_url"] or "").strip()

@@ -59,14 +59,16 @@ def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
 
 
 def _current_step(fn, images) -> tuple[str, str]:
+    """The step to show: an AI call in flight wins (saves run beside the chain), then a save."""
     total = len(images)
-    for index, image in enumerate(images, start=1):
-        if image["status"] == "generating":
-            phase = image["phase"] if image["phase"] in ("AI_CALL", "PARSE", "SAVE") else "AI_CALL"
-            done = sum(i["status"] == "generated" for i in images)
-            if phase == "AI_CALL":
-                return phase, fn.progress_message("AI_CALL", index=index, total=total)
-            return phase, fn.progress_message(phase, done=done + 1)
+    done = sum(i["status"] == "generated" for i in images)
+    active = [(n, i) for n, i in enumerate(images, start=1) if i["status"] == "generating"]
+    for index, image in active:
+        if image["phase"] not in ("PARSE", "SAVE"):
+            return "AI_CALL", fn.progress_message("AI_CALL", index=index, total=total)
+    for _index, image in active:
+        saving = sum(i["phase"] in ("PARSE", "SAVE") for _, i in active)
+        return image["phase"], fn.progress_message(image["phase"], done=done + saving)
     waiting = next((n for n, i in enumerate(images, start=1) if i["status"] == "queued"), total)
     return "AI_CALL", fn.progress_message("AI_CALL", index=waiting, total=total)
 

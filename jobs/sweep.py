@@ -21,7 +21,15 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Dependency, Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from jobs.engine import ITEM_TIMEOUT, PARENT_TIMEOUT, RESULT_TTL, done_job_id, item_job_id
+from jobs.engine import (
+    ITEM_TIMEOUT,
+    PARENT_TIMEOUT,
+    RESULT_TTL,
+    done_job_id,
+    item_job_id,
+    save_job_id,
+    store_queue_name,
+)
 from models import AITaskLog, Images, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,8 +59,14 @@ def sweep_once(queue: Queue, *, now: dt.datetime | None = None) -> dict:
     counts = {"failed": 0, "requeued": 0, "alive": 0}
     unfinished = Images.select().where(Images.status.in_(["queued", "generating"]) & Images.task_id.is_null(False))
     lost_by_task: dict = {}
+    store = Queue(store_queue_name(queue.name), connection=queue.connection)
+    StartedJobRegistry(queue=store).cleanup()
     for image in unfinished:
         status = _job_status(queue, item_job_id(image.task_id, image.id))
+        if status == JobStatus.FINISHED:
+            # The call is done and its SAVE was handed to the store queue: that job decides. If it
+            # is gone, the bytes went with it and the image is generated again (below).
+            status = _job_status(queue, save_job_id(image.task_id, image.id))
         if status in ALIVE or _parent_alive(queue, image.task_id):
             counts["alive"] += 1
         elif status is None:
@@ -64,7 +78,8 @@ def sweep_once(queue: Queue, *, now: dt.datetime | None = None) -> dict:
             else:
                 lost_by_task.setdefault((image.task_id, image.account_id), []).append(image.id)
         else:
-            _fail(image, _ended_reason(queue, item_job_id(image.task_id, image.id)))
+            _fail(image, _ended_reason(queue, item_job_id(image.task_id, image.id),
+                                       save_job_id(image.task_id, image.id)))
             counts["failed"] += 1
     for (task_id, account_id), image_ids in lost_by_task.items():
         _requeue(queue, task_id, account_id, image_ids)
@@ -105,11 +120,15 @@ def _parent_alive(queue, task_id) -> bool:
     return _job_status(queue, task_id) in ALIVE
 
 
-def _ended_reason(queue, job_id) -> str:
-    try:
-        result = Job.fetch(job_id, connection=queue.connection).latest_result()
-    except NoSuchJobError:
-        result = None
+def _ended_reason(queue, *job_ids) -> str:
+    result = None
+    for job_id in job_ids:
+        try:
+            job = Job.fetch(job_id, connection=queue.connection)
+        except NoSuchJobError:
+            continue
+        if job.get_status() == JobStatus.FAILED:
+            result = job.latest_result()
     detail = (result.exc_string or "").strip().splitlines()[-1:] if result else []
     why = detail[0] if detail else "the job ended"
     if "Work-horse terminated" in why or "Abandoned" in why or "killed" in why.lower():

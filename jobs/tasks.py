@@ -34,6 +34,13 @@ def run_ai_item(task_id: str, function_name: str, item_id, account_id: int) -> d
         return AIEngine(get_function(function_name), task_id, account_id).run_item(item_id)
 
 
+def save_ai_item(task_id: str, function_name: str, item_id, account_id: int, parsed: dict) -> dict:
+    """SAVE for one item (download, verify, convert, store), beside the chain."""
+    ensure_database()
+    with db.connection_context():
+        return AIEngine(get_function(function_name), task_id, account_id).run_save(item_id, parsed)
+
+
 def finish_ai_task(task_id: str, function_name: str, account_id: int) -> dict:
     """DONE: totals, cost and the final message, from the database."""
     ensure_database()

@@ -170,6 +170,14 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")
 
 
+@pytest.fixture
+def own_queue(monkeypatch, redis_conn):
+    """A queue of this test's own, so only the workers it starts (not the session's) take its jobs."""
+    name = f"test-{time.time_ns()}"
+    monkeypatch.setenv("RQ_QUEUE", name)
+    return name
+
+
 @pytest.fixture(scope="session")
 def session_worker(redis_conn, database):
     worker = WorkerProcess("session")

@@ -76,3 +76,19 @@ def test_api_without_credentials_answers_json_401(client, personas):
 def test_a_wrong_bearer_token_is_refused(client, personas):
     response = client.get("/v1/writer/images/", headers={"Authorization": "Bearer not-a-token"})
     assert response.status_code == 401
+
+
+def test_session_cookie_is_secure_when_served_over_https(client, personas):
+    token = csrf_token(client)
+    response = client.post("/login", data={"email": "owner@a.test", "password": personas.password,
+                                           "csrf_token": token}, headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in response.headers["Set-Cookie"]
+    plain = client.application.test_client()
+    token = csrf_token(plain)
+    response = plain.post("/login", data={"email": "owner@a.test", "password": personas.password,
+                                          "csrf_token": token})
+    assert "Secure" not in response.headers["Set-Cookie"]
+
+
+def test_pages_refuse_to_be_framed(client, personas):
+    assert client.get("/login").headers["X-Frame-Options"] == "DENY"

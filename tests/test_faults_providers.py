@@ -17,16 +17,21 @@ from tests.flow import generate, new_article, use_provider, wait_done
 pytestmark = pytest.mark.worker
 
 
+QUEUE = "test-provider-faults"
+
+
 @pytest.fixture(scope="module")
 def fast_timeout_worker(redis_conn, database):
-    """A worker whose provider read timeout is 2 s, so timeouts and endless bodies end quickly."""
-    worker = WorkerProcess("provider-faults", extra_env={"PROVIDER_READ_TIMEOUT": "2"})
+    """A worker of this module's own queue whose provider read timeout is 2 s, so timeouts and endless
+    bodies end quickly."""
+    worker = WorkerProcess("provider-faults", extra_env={"PROVIDER_READ_TIMEOUT": "2", "RQ_QUEUE": QUEUE})
     yield worker
     worker.stop()
 
 
 @pytest.fixture
-def api(client, personas, fast_timeout_worker, redis_conn):
+def api(client, personas, fast_timeout_worker, redis_conn, monkeypatch):
+    monkeypatch.setenv("RQ_QUEUE", QUEUE)
     return ApiClient(client, personas.owner)
 
 

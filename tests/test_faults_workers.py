@@ -10,7 +10,7 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from jobs.engine import item_job_id
+from jobs.engine import item_job_id, save_job_id
 from jobs.sweep import sweep_once
 from models import AITaskLog, Images, db
 from tests import factories, ledger
@@ -22,7 +22,8 @@ pytestmark = pytest.mark.worker
 
 
 @pytest.fixture
-def api(client, personas, redis_conn):
+def api(client, personas, redis_conn, own_queue):
+    """Every test here starts its own workers on its own queue."""
     return ApiClient(client, personas.owner)
 
 
@@ -82,7 +83,8 @@ def test_warm_shutdown_finishes_the_current_image_and_the_next_worker_does_the_r
     ledger.fault("SIGTERM (warm shutdown) mid-task")
     first.process.wait(timeout=30)
     first.stop()
-    assert factories.image(ids[0]).status == "generated"  # the current image finished
+    # The current image's call finished and its SAVE waits, durably, in the store queue.
+    assert Job.fetch(save_job_id(task_id, ids[0]), connection=redis_conn).get_status() in ("queued", "finished")
     assert any(i.status == "queued" for i in factories.images(ids[1:]))  # the rest waited
     second = WorkerProcess("warm-second")
     try:
@@ -148,11 +150,11 @@ def test_a_poison_image_that_kills_its_process_every_time_ends_failed(api, fake_
         worker.stop()
 
 
-def test_a_lost_job_is_enqueued_again_and_given_up_after_three_attempts(api, redis_conn):
+def test_a_lost_job_is_enqueued_again_and_given_up_after_three_attempts(api, redis_conn, own_queue):
     factories.settings(factories.image(new_article(("x",))[0]).account_id, provider="placeholder")
     ids = new_article(("Lost picture",))
     task_id = generate(api, ids)  # no worker: the parent waits in the queue
-    queue = Queue("images", connection=redis_conn)
+    queue = Queue(own_queue, connection=redis_conn)
     queue.empty()  # Redis lost the jobs (as a restart without persistence does)
     ledger.fault("jobs lost from Redis")
     later = factories.image(ids[0]).updated_at.replace(year=2100)
@@ -197,7 +199,7 @@ def test_redis_lost_mid_task_is_recovered_by_the_sweep(api, fake_openai, redis_c
 
 @pytest.mark.skipif("postgres" not in os.environ.get("DATABASE_URL", ""),
                     reason="dropping a server-side connection needs PostgreSQL (runs in CI's PostgreSQL pass)")
-def test_a_dropped_database_connection_after_the_provider_answered_saves_once(api, fake_openai, worker):
+def test_a_dropped_database_connection_after_the_provider_answered_saves_once(api, fake_openai):
     use_provider(api, "openai", "gpt-image-1", fake_openai)
     ids = new_article(("Dropped connection",))
 
@@ -208,15 +210,19 @@ def test_a_dropped_database_connection_after_the_provider_answered_saves_once(ap
                            "AND backend_type = 'client backend'")
 
     fake_openai.before_reply = drop_every_other_connection
-    task_id = generate(api, ids)
-    ledger.fault("database connection dropped before the save")
-    final = wait_done(api, task_id)
+    worker = WorkerProcess("db-drop")
+    try:
+        task_id = generate(api, ids)
+        ledger.fault("database connection dropped before the save")
+        final = wait_done(api, task_id)
+    finally:
+        worker.stop()
     assert final["totals"]["generated"] == 1, final
     images = settle(ids, fake_openai)
     assert images[0].cost is not None and images[0].file_path
 
 
-def test_jobs_are_enqueued_only_after_the_claim_is_committed(personas, redis_conn, database):
+def test_jobs_are_enqueued_only_after_the_claim_is_committed(personas, redis_conn, database, own_queue):
     """A queue that, at the moment of enqueue, reads the images through another connection."""
     from jobs.tasks import start_task
 
@@ -237,6 +243,6 @@ def test_jobs_are_enqueued_only_after_the_claim_is_committed(personas, redis_con
     ids = new_article()
     with db.connection_context():
         start_task("generate_images_from_prompts", {"ids": ids}, account,
-                   queue=WatchingQueue("images", connection=redis_conn))
+                   queue=WatchingQueue(own_queue, connection=redis_conn))
         assert AITaskLog.select().count() == 1
     assert seen == [["queued", "queued", "queued"]]

@@ -29,8 +29,8 @@ def test_progress_shows_each_image_moving_while_the_provider_works(api, worker, 
     def view():
         return api.get(progress_url(task_id)).get_json()
 
-    first = wait_for(lambda: (v := view())["images"][0]["progress"] >= 20 and v, timeout=20,
-                     message="the first image's estimated progress")
+    first = wait_for(lambda: (v := view())["images"][0]["progress"] >= 10 and v["phase"] == "AI_CALL" and v,
+                     timeout=20, message="the first image's estimated progress")
     assert first["state"] == "running" and first["phase"] == "AI_CALL"
     assert first["message"] == "Generating image 1 of 2 with AI"
     assert first["images"][0]["status"] == "generating" and first["images"][0]["progress"] < 88
@@ -44,7 +44,8 @@ def test_progress_shows_each_image_moving_while_the_provider_works(api, worker, 
     assert final["message"] == "2 images generated successfully"
 
 
-def test_killing_the_work_horse_mid_call_fails_that_image_and_the_chain_goes_on(api, fake_openai, redis_conn):
+def test_killing_the_work_horse_mid_call_fails_that_image_and_the_chain_goes_on(api, fake_openai, redis_conn,
+                                                                                own_queue):
     use_provider(api, "openai", "dall-e-3", fake_openai)
     fake_openai.set_latency(3)
     ids = new_article(("Doomed picture", "Next picture"))

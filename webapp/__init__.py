@@ -20,8 +20,9 @@ def create_app(test_config=None):
     if test_config:
         app.config.update(test_config)
 
-    from webapp import api, auth, cli, csrf, db, media, ops, pages
+    from webapp import api, auth, cli, csrf, db, images_page, media, ops, pages, prompts_page, security, settings_page
 
+    security.init_app(app)
     db.init_app(app)
     auth.init_app(app)
     csrf.init_app(app)
@@ -30,5 +31,7 @@ def create_app(test_config=None):
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(media.bp)
+    for page in (images_page, settings_page, prompts_page):
+        app.register_blueprint(page.bp)
     ops.init_app(app)
     return app

@@ -1,6 +1,7 @@
 """`generate_images_from_prompts`: turn stored image prompts into stored images, one AI call each."""
 
 import logging
+import time
 
 from peewee import Case
 
@@ -32,6 +33,7 @@ def media_url(image_id: int, extension: str, digest: str) -> str:
 
 class GenerateImagesFromPromptsFunction(BaseAIFunction):
     requires_multiple_ai_calls = True
+    background_save = True
 
     def get_name(self) -> str:
         return "generate_images_from_prompts"
@@ -116,7 +118,7 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
             "items": list(_in_run_order(query)),
             "settings": settings,
             "credentials": settings.credentials,
-            "parallel_chains": settings.parallel_chains,
+            "limits": settings.limits,
             "image_prompt_template": PromptRegistry.get_image_prompt_template(account_id, payload),
             "negative_prompt": PromptRegistry.get_negative_prompt(account_id, payload),
         }
@@ -150,13 +152,25 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
 
     def save_output(self, parsed: dict, original_data: dict, account_id: int, step_tracker=None) -> dict:
         image, settings = original_data["item"], original_data["settings"]
+        clock = time.perf_counter()
+        timings = {}
+
+        def lap(stage):
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = round(now - clock, 4)
+            clock = now
+
         raw = parsed["bytes"] or fetch_image(parsed["url"], tuple(parsed["download_hosts"] or ()))
+        lap("download")
         stored = prepare_image(raw, settings.image_format)
+        lap("verify_convert")
         digest = stored.digest
         key = image_key(account_id, image.id, digest, stored.extension)
         storage = get_storage(load_config())
         # Bytes first: 'generated' means stored. Retried, because the provider has already charged.
         retry_on_disconnect(lambda: storage.save(key, stored.data, stored.content_type))
+        lap("store")
         updated = retry_on_disconnect(lambda: (
             Images.update(
                 status="generated", image_url=media_url(image.id, stored.extension, digest),
@@ -169,13 +183,14 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
                    & Images.status.in_(["generating", "failed"]))
             .execute()
         ))
+        lap("database")
         if not updated:
             log.warning("image %s was taken by another task while saving; keeping its state", image.id)
-            return {"count": 0, "images_generated": 0, "cost": None}
+            return {"count": 0, "images_generated": 0, "cost": None, "timings": timings}
         if image.file_path and image.file_path != key:
             storage.delete(image.file_path)  # a regenerated image replaces the old file only now
         return {"count": 1, "images_generated": 1, "cost": parsed["cost"],
-                "image_url": media_url(image.id, stored.extension, digest)}
+                "image_url": media_url(image.id, stored.extension, digest), "timings": timings}
 
     # --- item lifecycle ------------------------------------------------------------------------
 
