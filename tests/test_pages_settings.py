@@ -123,3 +123,14 @@ def test_a_plain_form_post_redirects_back_with_a_message(owner):
     response = owner.post(PAGE, VALID, htmx=False)
     assert response.status_code == 302 and response.headers["Location"].endswith(PAGE)
     assert "Settings saved." in owner.get(PAGE).get_data(as_text=True)
+
+
+def test_provider_limits_are_saved_and_blank_means_auto(owner):
+    owner.post(PAGE, {**VALID, "max_concurrent_calls": "4", "calls_per_minute": "15"})
+    view = saved_view()
+    assert view["max_concurrent_calls"] == 4 and view["calls_per_minute"] == 15
+    owner.post(PAGE, {**VALID, "max_concurrent_calls": "", "calls_per_minute": ""})
+    view = saved_view()
+    assert view["max_concurrent_calls"] is None and view["calls_per_minute"] is None
+    refused = owner.post(PAGE, {**VALID, "max_concurrent_calls": "99"})
+    assert refused.status_code == 422 and "from 1 to 16" in refused.get_data(as_text=True)

@@ -9,7 +9,8 @@ from webapp.htmx import install_error_handlers, is_htmx, message, toast
 bp = Blueprint("settings_page", __name__, url_prefix="/settings/integrations")
 install_error_handlers(bp)
 
-TEXT_FIELDS = ("provider", "model", "base_url", "image_type", "max_in_article_images", "image_format")
+TEXT_FIELDS = ("provider", "model", "base_url", "image_type", "max_in_article_images", "image_format",
+               "max_concurrent_calls", "calls_per_minute")
 # Unticked checkboxes are not sent at all, so a missing flag means "off".
 FLAGS = ("desktop_enabled", "mobile_enabled", "is_active")
 
@@ -23,7 +24,8 @@ def image_generation():
         # A first save should switch generation on; public_view reports "inactive" while there is no row.
         form = saved if row is not None else {**saved, "is_active": True}
         return render_template("settings/image_generation.html", **_form_context(form, saved, {}))
-    submitted = {name: request.form.get(name, "").strip() for name in TEXT_FIELDS}
+    # A field missing from the post keeps its value; a blank limit field means "auto" / "no limit".
+    submitted = {name: request.form[name].strip() for name in TEXT_FIELDS if name in request.form}
     submitted.update({name: name in request.form for name in FLAGS})
     view, errors = image_settings.save(g.account_id, {**submitted, "api_key": request.form.get("api_key", "")})
     if errors:

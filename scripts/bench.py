@@ -1,0 +1,216 @@
+"""Throughput under provider limits: `make bench` (or `python scripts/bench.py`).
+
+Runs the real service — gunicorn serving the app, RQ worker processes, Redis (REDIS_URL or the
+embedded one), the database (DATABASE_URL or a throwaway SQLite file) — against the fake OpenAI
+server with a load model (latency L, concurrency cap C, calls per minute R, 429 + retry-after beyond
+them), and prints one table of ratios and medians measured in this run. Not a test: no thresholds.
+"""
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+WORK = Path(tempfile.mkdtemp(prefix="bench-"))
+os.environ["INSTANCE_PATH"] = str(WORK / "instance")
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{WORK / 'bench.sqlite3'}")
+os.environ["MEDIA_ROOT"] = str(WORK / "media")
+os.environ["RQ_QUEUE"] = "bench"
+WORKERS = int(os.environ.get("BENCH_WORKERS", "6"))
+
+import schema  # noqa: E402
+from jobs.connection import get_queue, get_redis, redis_url  # noqa: E402
+from jobs.engine import item_job_id, save_job_id  # noqa: E402
+from models import AITaskLog, db, open_database  # noqa: E402
+from rq.job import Job  # noqa: E402
+from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
+from webapp import accounts  # noqa: E402
+
+STAGES = ["claim", "prompt", "limit_wait", "provider_call", "parse", "handoff", "prepare", "download",
+          "verify_convert", "store", "database", "task_summary"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """gunicorn + workers as the Procfile runs them, on this benchmark's database and Redis."""
+
+    def __init__(self):
+        self.env = {**os.environ, "REDIS_URL": redis_url()}
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        subprocess.run([sys.executable, "-m", "flask", "--app", "webapp", "init-db"], cwd=ROOT, env=self.env,
+                       check=True, capture_output=True)
+        self.procs = [subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", "2",
+             "--threads", "8", "webapp:create_app()"], cwd=ROOT, env=self.env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        self.procs += [subprocess.Popen([sys.executable, "worker.py", "--name", f"bench-{n}-{os.getpid()}"],
+                                        cwd=ROOT, env=self.env, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       for n in range(WORKERS)]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base + "/healthz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        time.sleep(2)  # workers register
+
+    def stop(self):
+        for p in self.procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            p.wait(timeout=30)
+
+
+class Account:
+    def __init__(self, service, name, fake, *, max_concurrent, per_minute=None):
+        with db.connection_context():
+            user = accounts.create_user(f"{name}@bench.test", "bench-password", account_name=name)
+            token = accounts.create_token(user)
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.base = service.base
+        answer = self.http.put(self.base + "/v1/system/settings/integrations/image_generation/", json={
+            "provider": "openai", "model": "gpt-image-1", "api_key": fake.api_key, "base_url": fake.base_url,
+            "image_format": "webp", "max_in_article_images": 4, "max_concurrent_calls": max_concurrent or "",
+            "calls_per_minute": per_minute or ""})
+        answer.raise_for_status()
+
+    def images(self, n: int) -> list[int]:
+        ids = []
+        for article in range((n + 4) // 5):
+            count = min(5, n - len(ids))
+            body = {"title": f"Bench article {article}", "images": [
+                {"image_type": "featured" if k == 0 else "in_article", "position": k, "prompt": f"Scene {article}.{k}"}
+                for k in range(count)]}
+            answer = self.http.post(self.base + "/v1/writer/content/", json=body)
+            answer.raise_for_status()
+            ids += [i["id"] for i in answer.json()["images"]]
+        return ids
+
+    def generate(self, ids) -> str:
+        answer = self.http.post(self.base + "/v1/writer/images/generate_images/", json={"ids": ids})
+        answer.raise_for_status()
+        return answer.json()["task_id"]
+
+    def wait(self, task_id, timeout=600) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            view = self.http.get(f"{self.base}/v1/system/task_progress/{task_id}/").json()
+            if view["state"] in ("done", "failed"):
+                return view
+            time.sleep(0.05)
+        raise RuntimeError(f"task {task_id} did not end in {timeout} s")
+
+
+def run(account, fake, n) -> tuple[float, dict, str]:
+    ids = account.images(n)
+    started = time.monotonic()
+    task_id = account.generate(ids)
+    view = account.wait(task_id)
+    return time.monotonic() - started, view, task_id
+
+
+def stage_medians(task_ids) -> dict:
+    redis = get_redis()
+    samples = {s: [] for s in STAGES}
+    with db.connection_context():
+        tasks = list(AITaskLog.select().where(AITaskLog.task_id.in_(task_ids)))
+    for task in tasks:
+        for item in task.item_ids:
+            for job_id in (item_job_id(task.task_id, item), save_job_id(task.task_id, item)):
+                if Job.exists(job_id, connection=redis):
+                    for stage, seconds in (Job.fetch(job_id, connection=redis).get_meta().get("timings") or {}).items():
+                        samples.setdefault(stage, []).append(seconds)
+    return {s: statistics.median(v) * 1000 for s, v in samples.items() if v}
+
+
+def rq_overhead(n=60) -> tuple[float, float]:
+    queue = get_queue()
+    started = time.monotonic()
+    jobs = [queue.enqueue("tests.job_helpers.add", 1, k) for k in range(n)]
+    while any(j.get_status() != "finished" for j in jobs):
+        time.sleep(0.02)
+    total = time.monotonic() - started
+    waits = [(j.ended_at - j.enqueued_at).total_seconds() for j in (Job.fetch(j.id, connection=queue.connection)
+                                                                     for j in jobs)]
+    return total / n * 1000, statistics.median(waits) * 1000
+
+
+def main():
+    open_database(os.environ["DATABASE_URL"])
+    with db.connection_context():
+        schema.upgrade()
+    service = Service()
+    rows = []
+    try:
+        with FakeOpenAI() as fake:
+            n, latency = 20, 1.0
+            fake.set_load(latency=latency, max_concurrent=1)
+            wall, view, seq_task = run(Account(service, "seq", fake, max_concurrent=1), fake, n)
+            bound = n * latency
+            rows.append(("sequential C=1, N=20, L=1s", f"{wall:.2f} s", f"bound N·L {bound:.1f} s",
+                         f"ratio {bound / wall:.3f}", f"429s {fake.load.rejected}",
+                         f"critical path/image {(wall - bound) / n * 1000:.0f} ms", view["message"]))
+
+            fake.set_load(latency=latency, max_concurrent=4)
+            wall, view, par_task = run(Account(service, "par", fake, max_concurrent=4), fake, n)
+            bound = n * latency / 4
+            rows.append(("parallel C=4, N=20, L=1s", f"{wall:.2f} s", f"bound N·L/C {bound:.1f} s",
+                         f"ratio {bound / wall:.3f}", f"429s {fake.load.rejected}", "", view["message"]))
+
+            fake.set_load(latency=0.25, max_concurrent=8)
+            big, small = Account(service, "big", fake, max_concurrent=2), Account(service, "small", fake,
+                                                                                    max_concurrent=1)
+            big_ids, small_ids = big.images(200), small.images(3)
+            big_started = time.monotonic()
+            big_task = big.generate(big_ids)
+            time.sleep(1.0)
+            small_started = time.monotonic()
+            small_view = small.wait(small.generate(small_ids))
+            small_wall = time.monotonic() - small_started
+            big_view = big.wait(big_task)
+            rows.append(("fairness: 200 + 3 images, L=0.25s", f"3 images in {small_wall:.2f} s",
+                         f"= {small_wall / 0.25:.1f} image-times", f"200 images in {time.monotonic() - big_started:.1f} s",
+                         f"429s {fake.load.rejected}", "", f"{small_view['message']} / {big_view['message']}"))
+
+            fake.set_load(latency=0.5, max_concurrent=2)
+            fake.reset()
+            fake.set_load(latency=0.5, max_concurrent=2)
+            wall, view, auto_task = run(Account(service, "auto", fake, max_concurrent=None), fake, 40)
+            calls = fake.call_count
+            rows.append(("unknown limit (fake caps C=2), N=40, L=0.5s", f"{wall:.2f} s",
+                         f"bound {40 * 0.5 / 2:.1f} s", f"ratio {10 / wall:.3f}",
+                         f"429s {fake.load.rejected}/{calls} = {fake.load.rejected / max(calls, 1):.1%}", "",
+                         view["message"]))
+        medians = stage_medians([seq_task, par_task])
+        per_job, wait = rq_overhead()
+    finally:
+        service.stop()
+
+    print(f"\nBenchmark — {WORKERS} workers, {os.environ['DATABASE_URL'].split(':')[0]}, "
+          f"{'embedded Redis' if redis_url().startswith('unix') else 'Redis'}\n")
+    for row in rows:
+        print("  " + " | ".join(cell for cell in row if cell))
+    print("\n  per-image stage medians (ms): " + ", ".join(f"{s} {medians[s]:.1f}" for s in STAGES if s in medians))
+    print(f"  RQ overhead: {per_job:.1f} ms per empty job through the workers, median enqueue→end {wait:.1f} ms\n")
+
+
+if __name__ == "__main__":
+    main()
