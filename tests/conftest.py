@@ -153,7 +153,8 @@ class WorkerProcess:
         env = {**os.environ, **(extra_env or {})}
         self.log = _SESSION_DIR / f"worker-{name}-{time.time_ns()}.log"
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([sys.executable, "worker.py", "--name", f"{name}-{time.time_ns()}"],
+        self.name = f"{name}-{time.time_ns()}"
+        self.process = subprocess.Popen([sys.executable, "worker.py", "--name", self.name],
                                         cwd=ROOT, env=env, stdout=self._fh, stderr=subprocess.STDOUT)
 
     def stop(self):

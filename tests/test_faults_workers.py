@@ -1,6 +1,7 @@
 """Worker and queue faults with real worker processes and real Redis: nothing is lost, nothing is
 generated or charged twice (issue: prove it under faults)."""
 
+import contextlib
 import os
 import signal
 import threading
@@ -43,19 +44,27 @@ def settle(ids, fake=None, allowed_calls=1):
 
 def test_kill_the_whole_worker_while_another_is_alive(api, fake_openai, redis_conn):
     use_provider(api, "openai", "gpt-image-1", fake_openai)
-    fake_openai.set_latency(0.6)
+    fake_openai.set_latency(1.0)
     ids = [i for n in range(3) for i in new_article(tuple(f"Article {n} picture {k}" for k in range(4)))][:10]
-    doomed, survivor = WorkerProcess("doomed"), WorkerProcess("survivor")
+    workers = {w.name: w for w in (WorkerProcess("doomed"), WorkerProcess("survivor"))}
     try:
         task_id = generate(api, ids)
         wait_for(lambda: fake_openai.call_count >= 3, timeout=30, message="three calls")
-        # Whichever worker holds the current image dies with its work-horse, uncleanly.
-        running = [i for i in factories.images(ids) if i.status == "generating"]
-        assert running
-        horse = Job.fetch(item_job_id(task_id, running[0].id), connection=redis_conn).get_meta()["pid"]
-        victim = doomed if os.getppid() != horse and _parent_of(horse) == doomed.process.pid else survivor
-        os.kill(victim.process.pid, signal.SIGKILL)
-        os.kill(horse, signal.SIGKILL)
+
+        def call_in_flight():
+            for image in factories.images(ids):
+                job_id = item_job_id(task_id, image.id)
+                if image.status == "generating" and Job.exists(job_id, connection=redis_conn):
+                    job = Job.fetch(job_id, connection=redis_conn)
+                    if job.get_meta().get("phase") == "AI_CALL" and job.worker_name in workers:
+                        return job
+            return None
+
+        job = wait_for(call_in_flight, timeout=30, message="an image in its provider call")
+        # The worker holding that image dies with its work-horse, uncleanly, mid-call.
+        os.kill(workers[job.worker_name].process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(job.get_meta()["pid"], signal.SIGKILL)
         ledger.fault("kill -9 worker and work-horse (second worker alive)")
         final = wait_done(api, task_id, timeout=90)
         assert final["state"] == "done"
@@ -63,13 +72,8 @@ def test_kill_the_whole_worker_while_another_is_alive(api, fake_openai, redis_co
         assert sum(i.status == "generated" for i in images) >= 9
         assert all(i.error for i in images if i.status == "failed")
     finally:
-        doomed.stop()
-        survivor.stop()
-
-
-def _parent_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as fh:
-        return int(fh.read().rsplit(")", 1)[1].split()[1])
+        for worker in workers.values():
+            worker.stop()
 
 
 def test_warm_shutdown_finishes_the_current_image_and_the_next_worker_does_the_rest(api, fake_openai, redis_conn):
@@ -200,17 +204,22 @@ def test_redis_lost_mid_task_is_recovered_by_the_sweep(api, fake_openai, redis_c
 @pytest.mark.skipif("postgres" not in os.environ.get("DATABASE_URL", ""),
                     reason="dropping a server-side connection needs PostgreSQL (runs in CI's PostgreSQL pass)")
 def test_a_dropped_database_connection_after_the_provider_answered_saves_once(api, fake_openai):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    """The connection drops twice: during the provider call (the call's job) and during the download
+    (the SAVE job, which then stores and records the image on a new connection)."""
+    use_provider(api, "openai", "dall-e-3", fake_openai)
     ids = new_article(("Dropped connection",))
 
-    def drop_every_other_connection(call):
-        with db.connection_context():
-            db.execute_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                           "AND backend_type = 'client backend'")
+    dropped = []
 
-    fake_openai.before_reply = drop_every_other_connection
-    worker = WorkerProcess("db-drop")
+    def drop_the_workers_connections(call):
+        # Only the connections of this test's worker, which names itself through PGAPPNAME.
+        with db.connection_context():
+            dropped.extend(db.execute_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                          "WHERE application_name = 'imggen-db-drop-worker'").fetchall())
+
+    fake_openai.before_reply = drop_the_workers_connections
+    fake_openai.before_download = drop_the_workers_connections
+    worker = WorkerProcess("db-drop", extra_env={"PGAPPNAME": "imggen-db-drop-worker"})
     try:
         task_id = generate(api, ids)
         ledger.fault("database connection dropped before the save")
@@ -218,6 +227,8 @@ def test_a_dropped_database_connection_after_the_provider_answered_saves_once(ap
     finally:
         worker.stop()
     assert final["totals"]["generated"] == 1, final
+    assert dropped, "the worker's connection was not dropped"
+    assert "reconnecting" in worker.output()  # the SAVE job's write met the dropped connection
     images = settle(ids, fake_openai)
     assert images[0].cost is not None and images[0].file_path
 

@@ -63,8 +63,10 @@ class FakeServer:
             self._queue: list[tuple[str | None, Fault]] = []
             self._rules: list[tuple[str, Fault]] = []
             self._standing: Fault | None = None
-            # Called with each call just before it is answered (fault tests drop a database there).
+            # Called with each call (or file download) just before it is answered: fault tests drop a
+            # database connection there.
             self.before_reply = None
+            self.before_download = None
         self.load.configure()
 
     def script(self, *faults, times: int = 1, prompt: str | None = None):
@@ -144,6 +146,8 @@ class FakeServer:
         with self._lock:
             self.downloads.append(request)
             found = self.files.get(name) if name not in self.expired else None
+        if self.before_download is not None:
+            self.before_download(request)
         if not found:
             return Reply(404, body=b"<Error><Code>BlobNotFound</Code></Error>", content_type="application/xml")
         return Reply(200, body=found[0], content_type=found[1])
