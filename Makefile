@@ -29,6 +29,7 @@ test: install
 
 bench: install
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_pages.py
 
 clean:
 	rm -rf $(VENV) node_modules webapp/static/vendor
