@@ -18,6 +18,7 @@ from jobs.ai_core import AICore
 from jobs.errors import AIFunctionError, ValidationError
 from jobs.limits import chains_for
 from jobs.providers.base import ProviderError
+from jobs.stopwatch import Stopwatch
 from jobs.storage import FetchError, ImageRejected, NotStored
 from models import AITaskLog, db, utcnow
 
@@ -170,7 +171,7 @@ class AIEngine:
     def run_item(self, item_id) -> dict:
         """PREP → build_prompt → AI_CALL → PARSE, then SAVE: inline, or handed to the store queue so the
         next provider call of the chain does not wait for the download, conversion and storage."""
-        clock = _Clock()
+        clock = Stopwatch()
         if not self.fn.begin_item(item_id, self.task_id, self.account_id):
             # Already generated (a requeue of a finished item) or taken by a newer task: no call, no charge.
             self._write_meta({"status": "skipped", "phase": "DONE"})
@@ -204,7 +205,7 @@ class AIEngine:
 
     def run_save(self, item_id, parsed: dict) -> dict:
         """SAVE for one item, in the store queue. Safe to run again (ops may requeue it)."""
-        clock = _Clock()
+        clock = Stopwatch()
         self._write_meta({"status": "generating", "phase": "SAVE", "progress": 95, "pid": os.getpid()})
         try:
             data = self._item_data(item_id)
@@ -238,7 +239,7 @@ class AIEngine:
         self._write_meta({"status": "failed", "phase": "DONE", "progress": 100, "error": reason})
         self._refresh_if_finished()
 
-    def _record_success(self, result: dict, clock: "_Clock") -> dict:
+    def _record_success(self, result: dict, clock: Stopwatch) -> dict:
         clock.add(result.get("timings") or {})
         self._write_meta({"status": "generated", "phase": "DONE", "progress": 100,
                           "image_url": result.get("image_url"), "cost": _money(result.get("cost"))})
@@ -317,23 +318,6 @@ class AIEngine:
         if job is not None:
             return job.connection
         return self.queue.connection if self.queue is not None else None
-
-
-class _Clock:
-    """Seconds per stage of one job, kept in its meta so the benchmark can show the critical path."""
-
-    def __init__(self):
-        self.timings: dict = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.timings[stage] = round(now - self._last, 4)
-        self._last = now
-
-    def add(self, timings: dict) -> None:
-        self.timings.update({k: round(v, 4) for k, v in timings.items()})
-        self._last = time.perf_counter()
 
 
 def _storable(payload: dict) -> dict:

@@ -257,3 +257,55 @@ def test_jobs_are_enqueued_only_after_the_claim_is_committed(personas, redis_con
                    queue=WatchingQueue(own_queue, connection=redis_conn))
         assert AITaskLog.select().count() == 1
     assert seen == [["queued", "queued", "queued"]]
+
+
+def test_requeue_of_a_generated_images_job_makes_no_call(api, fake_openai, redis_conn, own_queue):
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    ids = new_article(("Already done",))
+    worker = WorkerProcess("requeue-generated")
+    try:
+        task_id = generate(api, ids)
+        wait_done(api, task_id)
+        before = factories.image(ids[0])
+        # What a requeue from rq-dashboard runs again: the same job, same arguments.
+        rerun = Queue(own_queue, connection=redis_conn).enqueue(
+            "jobs.tasks.run_ai_item", task_id, "generate_images_from_prompts", ids[0], before.account_id,
+            job_id=item_job_id(task_id, ids[0]))
+        ledger.fault("requeue of a generated image's job")
+        wait_for(lambda: rerun.get_status() == "finished", timeout=20, message="the re-run")
+        assert rerun.return_value() == {"success": True, "skipped": True}
+        after = factories.image(ids[0])
+        assert fake_openai.call_count == 1
+        assert (after.cost, after.file_path, after.attempts) == (before.cost, before.file_path, before.attempts)
+        settle(ids, fake_openai)
+    finally:
+        worker.stop()
+
+
+def test_regenerate_makes_one_new_call_and_replaces_the_file_only_after_storing(api, fake_openai, redis_conn):
+    from config import load_config
+    from jobs.storage import get_storage
+
+    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    ids = new_article(("Make me once",))
+    worker = WorkerProcess("regenerate")
+    storage = get_storage(load_config())
+    try:
+        wait_done(api, generate(api, ids))
+        first = factories.image(ids[0])
+        assert storage.exists(first.file_path)
+        api.patch(f"/v1/writer/images/{ids[0]}/", json={"prompt": "Make me again, differently"})
+        fake_openai.set_latency(1.0)
+        task_id = generate(api, ids, regenerate=True)
+        wait_for(lambda: fake_openai.call_count == 2, timeout=20, message="the second call")
+        # While the new image is being made, the old one is still stored and served.
+        assert storage.exists(first.file_path) and factories.image(ids[0]).image_url == first.image_url
+        wait_done(api, task_id)
+        second = factories.image(ids[0])
+        assert second.status == "generated" and fake_openai.call_count == 2
+        assert second.file_path != first.file_path and second.image_url != first.image_url
+        assert storage.exists(second.file_path) and not storage.exists(first.file_path)
+        ledger.fault("regenerate a generated image")
+        settle(ids, fake_openai)
+    finally:
+        worker.stop()

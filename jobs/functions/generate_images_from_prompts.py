@@ -1,7 +1,6 @@
 """`generate_images_from_prompts`: turn stored image prompts into stored images, one AI call each."""
 
 import logging
-import time
 
 from peewee import Case
 
@@ -13,6 +12,7 @@ from jobs.model_config import MODEL_CONFIG
 from jobs.persist import retry_on_disconnect
 from jobs.prompts import PromptRegistry, render_template
 from jobs.providers import get_provider
+from jobs.stopwatch import Stopwatch
 from jobs.storage import fetch_image, get_storage, image_key, prepare_image
 from models import AITaskLog, Images, utcnow
 
@@ -152,25 +152,17 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
 
     def save_output(self, parsed: dict, original_data: dict, account_id: int, step_tracker=None) -> dict:
         image, settings = original_data["item"], original_data["settings"]
-        clock = time.perf_counter()
-        timings = {}
-
-        def lap(stage):
-            nonlocal clock
-            now = time.perf_counter()
-            timings[stage] = round(now - clock, 4)
-            clock = now
-
+        clock = Stopwatch()
         raw = parsed["bytes"] or fetch_image(parsed["url"], tuple(parsed["download_hosts"] or ()))
-        lap("download")
+        clock.lap("download")
         stored = prepare_image(raw, settings.image_format)
-        lap("verify_convert")
+        clock.lap("verify_convert")
         digest = stored.digest
         key = image_key(account_id, image.id, digest, stored.extension)
         storage = get_storage(load_config())
         # Bytes first: 'generated' means stored. Retried, because the provider has already charged.
         retry_on_disconnect(lambda: storage.save(key, stored.data, stored.content_type))
-        lap("store")
+        clock.lap("store")
         updated = retry_on_disconnect(lambda: (
             Images.update(
                 status="generated", image_url=media_url(image.id, stored.extension, digest),
@@ -183,14 +175,14 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
                    & Images.status.in_(["generating", "failed"]))
             .execute()
         ))
-        lap("database")
+        clock.lap("database")
         if not updated:
             log.warning("image %s was taken by another task while saving; keeping its state", image.id)
-            return {"count": 0, "images_generated": 0, "cost": None, "timings": timings}
+            return {"count": 0, "images_generated": 0, "cost": None, "timings": clock.timings}
         if image.file_path and image.file_path != key:
             storage.delete(image.file_path)  # a regenerated image replaces the old file only now
         return {"count": 1, "images_generated": 1, "cost": parsed["cost"],
-                "image_url": media_url(image.id, stored.extension, digest), "timings": timings}
+                "image_url": media_url(image.id, stored.extension, digest), "timings": clock.timings}
 
     # --- item lifecycle ------------------------------------------------------------------------
 
