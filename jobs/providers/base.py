@@ -5,6 +5,8 @@ up itself. Capabilities — models, sizes per orientation, negative-prompt suppo
 on the class, so callers never branch on the provider's name.
 """
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -109,6 +111,14 @@ class ImageProvider:
             raise ProviderError(f"{self.label} needs an API key: add one in the account's provider settings.",
                                 permanent=True, code="missing_api_key")
         return spec
+
+    def decode_base64(self, text, status: int | None = None) -> bytes:
+        """Image bytes from a base64 answer; strict, so a corrupted answer fails here, by name."""
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise ProviderError(f"{self.label} returned an image that is not valid base64", permanent=True,
+                                status=status, code="invalid_base64") from None
 
     def estimate_cost(self, request: ImageRequest) -> Decimal | None:
         """The price of one image from the provider's price table, when the answer gives none."""

@@ -1,7 +1,5 @@
 """OpenAI Images: dall-e-2, dall-e-3, gpt-image-1 and gpt-image-1-mini through `POST /images/generations`."""
 
-import base64
-import binascii
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -119,11 +117,7 @@ class OpenAIProvider(ImageProvider):
                                 code="no_image")
         image = ProviderImage(revised_prompt=item.get("revised_prompt"), cost=self._cost(request, payload))
         if item.get("b64_json"):
-            try:
-                image.data = base64.b64decode(item["b64_json"], validate=True)
-            except (binascii.Error, TypeError, ValueError):
-                raise ProviderError("OpenAI returned an image that is not valid base64", permanent=True,
-                                    status=answer.status, code="invalid_base64") from None
+            image.data = self.decode_base64(item["b64_json"], answer.status)
         if item.get("url"):
             image.url = item["url"]
             image.download_hosts = self.download_hosts(item["url"], base_url)

@@ -1,7 +1,5 @@
 """Runware: FLUX and HiDream models through its REST task API (`POST {base_url}` with a task array)."""
 
-import base64
-import binascii
 import uuid
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
@@ -72,11 +70,7 @@ class RunwareProvider(ImageProvider):
                                 code="no_image")
         image = ProviderImage(cost=self._cost(item.get("cost")))
         if item.get("imageBase64Data"):
-            try:
-                image.data = base64.b64decode(item["imageBase64Data"], validate=True)
-            except (binascii.Error, TypeError, ValueError):
-                raise ProviderError("Runware returned an image that is not valid base64", permanent=True,
-                                    status=answer.status, code="invalid_base64") from None
+            image.data = self.decode_base64(item["imageBase64Data"], answer.status)
         if item.get("imageURL"):
             image.url = item["imageURL"]
             image.download_hosts = self.download_hosts(item["imageURL"], base_url)
