@@ -26,6 +26,13 @@ def get_function(name: str):
     return get_function_class(name)()
 
 
+def preload_all() -> None:
+    """Import every function (and what it uses) now: a forking worker then hands each work-horse
+    warm modules instead of paying the imports (Pillow, requests, cryptography) on every job."""
+    for name in _LAZY:
+        get_function_class(name)
+
+
 def registered_names() -> list[str]:
     return sorted(_LAZY)
 

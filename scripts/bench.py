@@ -26,6 +26,7 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{WORK / 'bench.sqlite3'}")
 os.environ["MEDIA_ROOT"] = str(WORK / "media")
 os.environ["RQ_QUEUE"] = "bench"
 WORKERS = int(os.environ.get("BENCH_WORKERS", "6"))
+VERBOSE = bool(os.environ.get("BENCH_VERBOSE"))
 
 from rq.job import Job  # noqa: E402
 
@@ -112,10 +113,14 @@ class Account:
 
     def wait(self, task_id, timeout=600) -> dict:
         deadline = time.monotonic() + timeout
+        shown = None
         while time.monotonic() < deadline:
             view = self.http.get(f"{self.base}/v1/system/task_progress/{task_id}/").json()
             if view["state"] in ("done", "failed"):
                 return view
+            if VERBOSE and (line := f"{view['state']} {view['message']} {view['totals']}") != shown:
+                print(f"  {time.strftime('%X')} {line}", flush=True)
+                shown = line
             time.sleep(0.05)
         raise RuntimeError(f"task {task_id} did not end in {timeout} s")
 

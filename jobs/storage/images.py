@@ -11,7 +11,17 @@ import struct
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+# The plugins of the three formats we accept are imported here rather than on first use: a forking
+# worker imports this once, so its work-horses do not each pay ~50 ms for Pillow's lazy loading.
+from PIL import (  # noqa: F401
+    Image,
+    ImageFile,
+    ImageOps,
+    JpegImagePlugin,
+    PngImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
 
 MAX_PIXELS = 40_000_000  # 40 MP: far above any provider's output, far below what exhausts a worker
 ACCEPTED = ["PNG", "JPEG", "WEBP"]

@@ -5,6 +5,7 @@ control API the tests use. The socket side (resets, endless bodies) is in handle
 """
 
 import threading
+import time
 from collections import Counter
 
 from tests.fakes.faults import Fault, Recorded, Reply
@@ -161,9 +162,14 @@ class FakeServer:
             fault = Fault("rate_limit", retry_after=str(wait))
             return handler.reply(self.fault_reply(call, fault), fault)
         try:
+            started = time.monotonic()
             fault = self._fault_for(call.prompt)
             delay = fault.delay or (30.0 if fault.kind == "timeout" else 0.0)
-            if self.stopping.wait(delay + self.load.latency):
+            reply = None
+            if fault.kind not in ("reset", "cut_body", "never_ending_body", "huge_body", "raw"):
+                reply = self.check(call) or self.fault_reply(call, fault) or self.success(call, fault)
+            # The image is made inside the latency, so a call takes L, not L plus our own encoding.
+            if self.stopping.wait(max(0.0, delay + self.load.latency - (time.monotonic() - started))):
                 return None
             if self.before_reply is not None:
                 self.before_reply(call)
@@ -174,7 +180,6 @@ class FakeServer:
             if fault.kind == "raw":
                 return handler.reply(Reply(fault.status or 200, body=fault.body or b"",
                                            content_type=fault.content_type or "text/plain"), fault)
-            reply = self.check(call) or self.fault_reply(call, fault) or self.success(call, fault)
             return handler.reply(reply, fault)
         finally:
             self.load.release()

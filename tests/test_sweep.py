@@ -1,0 +1,22 @@
+"""The sweeper's own duties, on a real Redis."""
+
+from rq import Queue
+from rq.job import Dependency
+from rq.registry import ReadyJobRegistry
+
+from jobs.sweep import release_ready_jobs
+
+
+def test_a_dependent_left_ready_by_a_lost_race_is_pushed_to_the_queue(redis_conn, own_queue):
+    queue = Queue(own_queue, connection=redis_conn)
+    first = queue.enqueue("tests.job_helpers.add", 1, 1)
+    second = queue.enqueue("tests.job_helpers.add", 2, 2, depends_on=Dependency(jobs=[first], allow_failure=True))
+    assert second.get_status() == "deferred" and queue.count == 1
+    # What RQ does when the first finishes but its WATCHed enqueue of the dependent loses a race:
+    # the dependent is marked ready and left in the ready registry.
+    with redis_conn.pipeline() as pipe:
+        ReadyJobRegistry(queue=queue).register_jobs([second], pipeline=pipe)
+        pipe.execute()
+    assert second.get_status() == "ready_to_enqueue" and second.id not in queue.job_ids
+    assert release_ready_jobs(queue) == 1
+    assert second.id in queue.job_ids and second.get_status() == "queued"
