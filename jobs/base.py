@@ -6,6 +6,7 @@ errors; the function owns the meaning: what is valid, what to load, what to ask,
 answer and where to save it — and the words shown to staff at each phase.
 """
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 
@@ -17,7 +18,7 @@ class AICall:
     kwargs: dict = field(default_factory=dict)
 
 
-class BaseAIFunction:
+class BaseAIFunction(ABC):
     # One AI call per item (images): the engine fans out one job per item and runs
     # build_prompt → AI_CALL → parse_response → save_output for each.
     requires_multiple_ai_calls = False
@@ -25,50 +26,52 @@ class BaseAIFunction:
     # chain starts as soon as the previous answer is in.
     background_save = False
 
+    @abstractmethod
     def get_name(self) -> str:
         """The registry name, e.g. 'generate_images_from_prompts'."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_metadata(self) -> dict:
         """{'display_name', 'description', 'phases': {PHASE: label}} for progress views."""
-        raise NotImplementedError
 
+    @abstractmethod
     def validate(self, payload: dict, account_id: int) -> dict:
         """Check the request before anything is queued. Return the cleaned payload (for
         multi-call functions: {'ids': [...to run], 'skipped': [...], 'warnings': [...]});
         raise ValidationError with a sentence for staff when nothing can run."""
-        raise NotImplementedError
 
     def claim(self, validated: dict, task_id: str, account_id: int) -> list:
         """Multi-call functions: atomically take the items for this task (so a second request cannot
-        take them too) and return the ids taken. Called inside a transaction."""
+        take them too) and return the ids taken; raise ValidationError when none could be taken.
+        Called inside a transaction."""
         return []
 
+    @abstractmethod
     def prepare(self, payload: dict, account_id: int) -> dict:
         """Load what the calls need: {'items': [...in run order], ...settings}. Raise
         ValidationError when the configuration cannot work (no settings, bad provider/model)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def build_prompt(self, data: dict, account_id: int) -> AICall:
         """The AI call for `data` (for multi-call functions data['item'] is the current item).
         Raise ValidationError for a prompt that must not be sent (e.g. an unsafe template)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def parse_response(self, response: dict, step_tracker=None) -> dict:
         """Turn AICore's answer into what save_output stores; raise AIFunctionError if unusable."""
-        raise NotImplementedError
 
+    @abstractmethod
     def save_output(self, parsed: dict, original_data: dict, account_id: int, step_tracker=None) -> dict:
         """Persist the result; return {'count': n, ...}. Must be safe to run twice."""
-        raise NotImplementedError
 
     # Multi-call hooks: how an item starts and fails. Both must be idempotent.
     def begin_item(self, item_id, task_id: str, account_id: int) -> bool:
         """Mark the item as being worked on; False when there is nothing to do (already done)."""
         return True
 
-    def fail_item(self, item_id, task_id: str, account_id: int, reason: str) -> None:
-        """Record why the item failed, so it never stays in progress."""
+    def fail_item(self, item_id, task_id: str, account_id: int, reason: str) -> None:  # noqa: B027
+        """Record why the item failed, so it never stays in progress (single-call functions have no
+        items, so by default there is nothing to record)."""
 
     def item_ids_for(self, task_id: str, account_id: int) -> list:
         """The items of a task (after claim), in run order."""

@@ -70,7 +70,8 @@ def test_claim_takes_each_image_once(a, conn):
     _, ids = factories.article(a)
     validated = fn.validate({"ids": ids}, a)
     assert fn.claim(validated, "task-1", a) == ids
-    assert fn.claim(validated, "task-2", a) == []
+    with pytest.raises(ValidationError, match="already being generated"):
+        fn.claim(validated, "task-2", a)
     assert {i.task_id for i in factories.images(ids)} == {"task-1"}
 
 

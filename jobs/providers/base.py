@@ -7,6 +7,7 @@ on the class, so callers never branch on the provider's name.
 
 import base64
 import binascii
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -73,7 +74,7 @@ class ProviderError(Exception):
         self.code = code
 
 
-class ImageProvider:
+class ImageProvider(ABC):
     """Base class of the providers; subclasses fill the class attributes and `generate`."""
 
     name: str = ""
@@ -124,7 +125,7 @@ class ImageProvider:
         """The price of one image from the provider's price table, when the answer gives none."""
         return None
 
+    @abstractmethod
     def generate(self, request: ImageRequest, credentials: Credentials, *, timeout: tuple[float, float]
                  ) -> ProviderImage:
         """Make ONE attempt; raise ProviderError on any failure. Retries are the caller's job."""
-        raise NotImplementedError
