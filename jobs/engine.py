@@ -1,9 +1,12 @@
 """`AIEngine`: runs an AI function through INIT → PREP → AI_CALL → PARSE → SAVE → DONE.
 
 The work is split over RQ jobs: the request validates, claims and enqueues a parent job; the parent
-(INIT, PREP) enqueues one job per item, chained so items run one at a time per chain, and a DONE job
-that depends on all of them. Each item job writes only its own job meta (meta is last-writer-wins, so
-shared meta would lose updates) and records every outcome in the database, which is the truth.
+(INIT, PREP) enqueues one job per item, chained so items run one at a time per chain (as many chains
+as the provider key allows concurrent calls), and a DONE job that depends on all of them. An item job
+makes the AI call and, for functions that save in the background, hands the answer to a SAVE job in
+the store queue so the chain's next call need not wait. Each job writes only its own job meta (meta is
+last-writer-wins, so shared meta would lose updates) and records every outcome in the database, which
+is the truth; whichever job sees the last item end writes the task's final state.
 """
 
 import logging
