@@ -6,6 +6,7 @@ control API the tests use. The socket side (resets, endless bodies) is in handle
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 
 from tests.fakes.faults import Fault, Recorded, Reply
@@ -15,7 +16,7 @@ from tests.fakes.load import LoadModel
 __all__ = ["FakeServer", "Fault", "Recorded", "Reply"]
 
 
-class FakeServer:
+class FakeServer(ABC):
     generation_path = "/v1"
     load_overflow = "reject"  # what the load model does past its limits: "reject" (429) or "queue"
 
@@ -117,18 +118,21 @@ class FakeServer:
         return f"{self.origin}/{folder}/{name}"
 
     # -- for subclasses ----------------------------------------------------------------------------
+    @abstractmethod
     def prompt_of(self, payload) -> str | None:
-        raise NotImplementedError
+        """The prompt of a request body, for per-prompt faults and counts."""
 
+    @abstractmethod
     def check(self, call: Recorded) -> Reply | None:
         """An error Reply when the real API would refuse the request (auth, validation), else None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fault_reply(self, call: Recorded, fault: Fault) -> Reply | None:
-        raise NotImplementedError
+        """The provider's own answer to a fault of its kind, else None."""
 
+    @abstractmethod
     def success(self, call: Recorded, fault: Fault) -> Reply:
-        raise NotImplementedError
+        """A successful answer in the provider's wire format."""
 
     # -- called by the handler --------------------------------------------------------------------
     def _fault_for(self, prompt: str | None) -> Fault:
