@@ -65,19 +65,27 @@ class Service:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                        for n in range(WORKERS)]
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
+        while not self._healthy():
+            if time.monotonic() > deadline:
+                self.stop()  # leave no process behind
+                raise RuntimeError("the web server did not start within 30 s")
+            time.sleep(0.2)
         time.sleep(2)  # workers register
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(self.base + "/healthz", timeout=2).ok
+        except requests.RequestException:
+            return False
 
     def stop(self):
         for p in self.procs:
             os.killpg(p.pid, signal.SIGTERM)
         for p in self.procs:
-            p.wait(timeout=30)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
 
 
 class Account:

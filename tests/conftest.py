@@ -6,6 +6,7 @@ A service that is configured but unreachable makes the tests fail, never skip.
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -155,7 +156,8 @@ class WorkerProcess:
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.name = f"{name}-{time.time_ns()}"
         self.process = subprocess.Popen([sys.executable, "worker.py", "--name", self.name],
-                                        cwd=ROOT, env=env, stdout=self._fh, stderr=subprocess.STDOUT)
+                                        cwd=ROOT, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
 
     def stop(self):
         if self.process.poll() is None:
@@ -165,6 +167,10 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # A worker killed by a test leaves its RQ scheduler and sweeper behind; they share its
+        # process group, so end the whole group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._fh.close()
 
     def output(self) -> str:
