@@ -121,6 +121,21 @@ class ImageProvider(ABC):
             raise ProviderError(f"{self.label} returned an image that is not valid base64", permanent=True,
                                 status=status, code="invalid_base64") from None
 
+    def answered_image(self, *, b64: str | None, url: str | None, base_url: str, status: int,
+                       **fields) -> ProviderImage:
+        """The image an answer carries: decoded bytes, or a URL with the hosts it may come from."""
+        image = ProviderImage(**fields)
+        if b64:
+            image.data = self.decode_base64(b64, status)
+        if url:
+            image.url = url
+            image.download_hosts = self.download_hosts(url, base_url)
+        return image
+
+    def download_hosts(self, url: str, base_url: str) -> tuple:
+        """Hosts an image URL in an answer may be fetched from; providers name their own CDN."""
+        return ()
+
     def estimate_cost(self, request: ImageRequest) -> Decimal | None:
         """The price of one image from the provider's price table, when the answer gives none."""
         return None

@@ -115,13 +115,9 @@ class OpenAIProvider(ImageProvider):
         if not item.get("b64_json") and not item.get("url"):
             raise ProviderError("OpenAI answered without an image", permanent=True, status=answer.status,
                                 code="no_image")
-        image = ProviderImage(revised_prompt=item.get("revised_prompt"), cost=self._cost(request, payload))
-        if item.get("b64_json"):
-            image.data = self.decode_base64(item["b64_json"], answer.status)
-        if item.get("url"):
-            image.url = item["url"]
-            image.download_hosts = self.download_hosts(item["url"], base_url)
-        return image
+        return self.answered_image(b64=item.get("b64_json"), url=item.get("url"), base_url=base_url,
+                                   status=answer.status, revised_prompt=item.get("revised_prompt"),
+                                   cost=self._cost(request, payload))
 
     @staticmethod
     def download_hosts(url: str, base_url: str) -> tuple:

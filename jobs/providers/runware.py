@@ -68,13 +68,8 @@ class RunwareProvider(ImageProvider):
                 raise self.error_for(answer, api_key)  # errors scoped to our task, on a 200
             raise ProviderError("Runware answered without an image", permanent=True, status=answer.status,
                                 code="no_image")
-        image = ProviderImage(cost=self._cost(item.get("cost")))
-        if item.get("imageBase64Data"):
-            image.data = self.decode_base64(item["imageBase64Data"], answer.status)
-        if item.get("imageURL"):
-            image.url = item["imageURL"]
-            image.download_hosts = self.download_hosts(item["imageURL"], base_url)
-        return image
+        return self.answered_image(b64=item.get("imageBase64Data"), url=item.get("imageURL"), base_url=base_url,
+                                   status=answer.status, cost=self._cost(item.get("cost")))
 
     @staticmethod
     def download_hosts(url: str, base_url: str) -> tuple:
