@@ -20,10 +20,14 @@ $(HTMX): package.json package-lock.json
 
 install: $(BIN)/.installed $(HTMX)
 
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 run: install
 	$(BIN)/python scripts/run_dev.py
 
-test: install
+test: install /usr/bin/chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

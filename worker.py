@@ -19,6 +19,23 @@ from jobs.engine import store_queue_name
 from jobs.runtime import ensure_database
 from models import db
 
+# How much lower a SAVE job's work-horse runs than the worker (see ImageWorker).
+SAVE_NICENESS = 10
+
+
+class ImageWorker(Worker):
+    """RQ's forking worker, with SAVE jobs' work-horses at a lower CPU priority: decoding and
+    encoding an image can wait a few milliseconds, a provider call whose slot just opened should not
+    (on a 2-core machine several saves land at once when parallel calls end together). The
+    work-horse is forked per job and exits after it, so the worker itself keeps its priority."""
+
+    store_queue = ""
+
+    def main_work_horse(self, job, queue):
+        if queue.name == self.store_queue:
+            os.nice(SAVE_NICENESS)
+        super().main_work_horse(job, queue)
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,7 +66,7 @@ def main(argv=None):
         # and a thread holding a database or Redis connection across fork() is not safe.
         multiprocessing.get_context("spawn").Process(
             target=sweep.run_forever, args=(os.getpid(), name, config), daemon=True, name="sweeper").start()
-    worker = Worker(
+    worker = ImageWorker(
         # SAVE jobs first: they are short, and a stored image is what staff wait for.
         [store_queue_name(config.queue_name), config.queue_name],
         connection=connection,
@@ -57,6 +74,7 @@ def main(argv=None):
         # Abandoned jobs (a killed worker) are found by maintenance; the default 10 minutes is too slow.
         maintenance_interval=60,
     )
+    worker.store_queue = store_queue_name(config.queue_name)
     worker.work(burst=args.burst, with_scheduler=True)
 
 

@@ -24,11 +24,16 @@ MAX_ATTEMPTS = 3
 
 class AICore:
     def __init__(self, credentials: Credentials | None = None, *, redis=None, limits: Limits | None = None,
-                 sleep=time.sleep, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), max_attempts=MAX_ATTEMPTS):
+                 place: str | None = None, on_call_start=None, sleep=time.sleep,
+                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), max_attempts=MAX_ATTEMPTS):
+        """`place`: this call's turn in its key's line (see limits.turn); `on_call_start()` runs when the
+        call has its slot and goes to the provider, so progress shows waiting and calling apart."""
         self.credentials = credentials or Credentials(api_key=None)
         self.redis = redis
         # Calls on one provider key share its limits across every worker (state in Redis).
         self.limiter = KeyLimiter(redis, limits, sleep=sleep) if redis is not None and limits else None
+        self.place = place
+        self.on_call_start = on_call_start or (lambda: None)
         self.timings: dict = {}
         self.sleep = sleep
         self.timeout = timeout
@@ -60,11 +65,13 @@ class AICore:
 
         def attempt():
             if self.limiter is None:
+                self.on_call_start()
                 return backend.generate(request, self.credentials, timeout=self.timeout)
             waited = time.monotonic()
-            token = self.limiter.acquire(holder=_current_job_id())
+            token = self.limiter.acquire(holder=_current_job_id(), place=self.place)
             self.timings["limit_wait"] = self.timings.get("limit_wait", 0) + time.monotonic() - waited
             try:
+                self.on_call_start()
                 image = backend.generate(request, self.credentials, timeout=self.timeout)
             except ProviderError as exc:
                 if exc.status == 429 and not exc.permanent:
@@ -80,8 +87,9 @@ class AICore:
                         function_name or "-")
 
         image = call_with_retries(attempt, max_attempts=self.max_attempts, sleep=self.sleep, on_retry=on_retry)
-        elapsed = time.monotonic() - started
-        self.timings["provider_call"] = elapsed - self.timings.get("limit_wait", 0)
+        # The provider's own time: waiting for a slot is ours, and would skew the progress estimates.
+        elapsed = time.monotonic() - started - self.timings.get("limit_wait", 0)
+        self.timings["provider_call"] = elapsed
         if self.redis is not None:
             latency.record(self.redis, provider, model, elapsed)
         cost = image.cost if image.cost is not None else backend.estimate_cost(request)

@@ -12,6 +12,7 @@ is the truth; whichever job sees the last item end writes the task's final state
 import logging
 import os
 import time
+from datetime import UTC
 
 from rq import Queue, get_current_job
 from rq.job import Dependency
@@ -19,7 +20,7 @@ from rq.timeouts import JobTimeoutException
 
 from jobs.ai_core import AICore
 from jobs.errors import AIFunctionError
-from jobs.limits import chains_for
+from jobs.limits import KeyLimiter, Limits, chains_for, turn, waiter_id
 from jobs.providers.base import ProviderError
 from jobs.stopwatch import Stopwatch
 from jobs.storage import FetchError, ImageRejected, NotStored
@@ -122,13 +123,18 @@ class AIEngine:
         self._update(phase="PREP", message=prep_message, step=("PREP", prep_message))
         if not self.fn.requires_multiple_ai_calls:
             return self._run_single(data)
-        children = self._fan_out(items, chains_for(self._redis(), data.get("limits")))
+        children = self._fan_out(items, chains_for(self._redis(), data.get("limits")), data.get("limits"))
         self._write_meta({"children": children, "done_job": done_job_id(self.task_id)})
         self._update(phase="AI_CALL", message=self.fn.progress_message("AI_CALL", index=1, total=len(items)))
         return {"queued": len(children)}
 
-    def _fan_out(self, items: list, parallel_chains: int) -> list[str]:
+    def _fan_out(self, items: list, parallel_chains: int, limits: Limits | None) -> list[str]:
         chains = max(1, min(parallel_chains, len(items)))
+        if limits is not None and self._redis() is not None:
+            # The chains' first jobs start together; their places keep the task's order of calls.
+            task = AITaskLog.get(AITaskLog.task_id == self.task_id)
+            KeyLimiter(self._redis(), limits).reserve(
+                [waiter_id(_place(task, item_id), item_job_id(self.task_id, item_id)) for item_id in items[:chains]])
         tails: list = [None] * chains
         batch = []
         for n, item_id in enumerate(items):
@@ -182,13 +188,16 @@ class AIEngine:
         # The work-horse's pid tells ops (and the fault tests) which process holds the image.
         self._write_meta({"status": "generating", "phase": "PREP", "progress": 2, "error": None,
                           "pid": os.getpid()})
+        data = {}
         try:
             data = self._item_data(item_id)
             call = self.fn.build_prompt(data, self.account_id)
-            ai_core = AICore(data.get("credentials"), redis=self._redis(), limits=data.get("limits"))
+            ai_core = AICore(data.get("credentials"), redis=self._redis(), limits=data.get("limits"),
+                             place=data["place"], on_call_start=lambda: self._write_meta(
+                                 {"phase": "AI_CALL", "progress": 5, "call_started_at": time.time()}))
+            # Until its call has a slot the image stays in PREP: prepared, waiting for its turn.
+            self._write_meta({"expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
             clock.lap("prompt")
-            self._write_meta({"phase": "AI_CALL", "progress": 5, "call_started_at": time.time(),
-                              "expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
             response = getattr(ai_core, call.method)(**call.kwargs)
             clock.add(ai_core.timings)
             self._write_meta({"phase": "PARSE", "progress": 90})
@@ -201,6 +210,7 @@ class AIEngine:
                 return {"success": True, "saving": True}
             result = self.fn.save_output(parsed, data, self.account_id)
         except BaseException as exc:
+            self._leave_line(data, item_id)  # a place reserved for a call that will not happen
             self._record_failure(item_id, exc)
             raise  # the job fails, so ops see it in the failed registry and can requeue it
         return self._record_success(result, clock)
@@ -223,7 +233,12 @@ class AIEngine:
         data = self.fn.prepare({**task.payload, "ids": [item_id]}, self.account_id)
         if not data["items"]:
             raise AIFunctionError("The item no longer exists.")
-        return {**data, "item": data["items"][0], "task_id": self.task_id}
+        return {**data, "item": data["items"][0], "task_id": self.task_id, "place": _place(task, item_id)}
+
+    def _leave_line(self, data: dict, item_id) -> None:
+        if data.get("limits") is not None and self._redis() is not None:
+            waiter = waiter_id(data["place"], item_job_id(self.task_id, item_id))
+            KeyLimiter(self._redis(), data["limits"]).leave(waiter)
 
     def _hand_off_save(self, item_id, parsed: dict) -> None:
         job = get_current_job()
@@ -320,6 +335,13 @@ class AIEngine:
         if job is not None:
             return job.connection
         return self.queue.connection if self.queue is not None else None
+
+
+def _place(task: AITaskLog, item_id) -> str:
+    """An item's turn in its provider key's line: earlier tasks first, then the task's own order."""
+    item_ids = list(task.item_ids or [])
+    position = item_ids.index(item_id) if item_id in item_ids else len(item_ids)
+    return turn(task.created_at.replace(tzinfo=UTC).timestamp(), position)
 
 
 def _money(value):

@@ -160,7 +160,9 @@ def _encode(image: Image.Image, image_format: str) -> PreparedImage:
     else:
         image = image.convert("RGBA" if has_alpha else "RGB")
         if image_format == "webp":
-            image.save(buffer, "WEBP", quality=85, method=4)
+            # method 2: half the CPU of the default 4 for files ~4 % larger (measured on 1024² images);
+            # saves share the worker machine's cores with the provider chains.
+            image.save(buffer, "WEBP", quality=85, method=2)
         else:
             image.save(buffer, "PNG", optimize=False)  # optimize=True costs seconds for a few % smaller
     return PreparedImage(data=buffer.getvalue(), width=image.width, height=image.height,
