@@ -5,6 +5,7 @@ Scale with more worker processes (`heroku ps:scale worker=N`); each one takes on
 """
 
 import argparse
+import gc
 import logging
 import multiprocessing
 import os
@@ -13,10 +14,10 @@ import socket
 from rq import Worker
 
 from config import load_config
-from jobs import registry, sweep
+from jobs import registry, runtime, sweep
 from jobs.connection import get_queue, get_redis, redis_label, redis_url
 from jobs.engine import store_queue_name
-from jobs.runtime import ensure_database
+from jobs.providers import http
 from models import db
 
 # How much lower a SAVE job's work-horse runs than the worker (see ImageWorker).
@@ -32,9 +33,22 @@ class ImageWorker(Worker):
     store_queue = ""
 
     def main_work_horse(self, job, queue):
+        runtime.in_work_horse = True
         if queue.name == self.store_queue:
-            os.nice(SAVE_NICENESS)
+            runtime.lower_priority(SAVE_NICENESS)
         super().main_work_horse(job, queue)
+
+    # RQ concedes a dependent's enqueue when another worker touches the ready registry at the same
+    # moment (several chains end together); it is then enqueued at once here, not by a later sweep.
+    def handle_job_success(self, job, queue, *args, **kwargs):
+        dependents = job.dependent_ids
+        super().handle_job_success(job, queue, *args, **kwargs)
+        sweep.push_ready_dependents(queue, dependents)
+
+    def handle_job_failure(self, job, queue, *args, **kwargs):
+        dependents = job.dependent_ids
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        sweep.push_ready_dependents(queue, dependents)
 
 
 def main(argv=None):
@@ -46,12 +60,16 @@ def main(argv=None):
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = load_config()
-    ensure_database(config)
+    runtime.ensure_database(config)
     # Import the job entry points and every AI function once, before the first fork: each work-horse
     # then starts with warm modules instead of paying the imports (~35 ms) on every job.
     import jobs.tasks  # noqa: F401
 
     registry.preload_all()
+    http.warm_up()
+    # Move what is loaded so far out of the garbage collector's sight: a work-horse's collections then
+    # do not walk (and so copy, page by page) the memory it shares with the worker after fork().
+    gc.freeze()
     connection = get_redis(config)
     logging.getLogger("worker").info(
         "worker on queue %r, %s, database %s", config.queue_name, redis_label(redis_url(config)),

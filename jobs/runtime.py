@@ -4,8 +4,21 @@ Jobs bind it themselves (not only worker.py), so that they also run under a plai
 or inline in tests. Each job opens and closes its own connection around its work.
 """
 
+import os
+
 from config import load_config
 from models import db, open_database
+
+# True in a forked RQ work-horse (see worker.ImageWorker): a process that exits after its one job, so
+# lowering its CPU priority affects nothing after it.
+in_work_horse = False
+
+
+def lower_priority(niceness: int) -> None:
+    """Let this job's remaining work yield the cores to more urgent work (a no-op outside a
+    work-horse: inline runs in tests or the CLI keep their priority)."""
+    if in_work_horse:
+        os.nice(niceness)
 
 
 def ensure_database(config=None):

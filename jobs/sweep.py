@@ -89,6 +89,20 @@ def sweep_once(queue: Queue, *, now: dt.datetime | None = None) -> dict:
     return counts
 
 
+def push_ready_dependents(queue, job_ids, attempts: int = 5) -> int:
+    """Enqueue those of `job_ids` that RQ left in the ready registry, now: called by the worker right
+    after a job ends with the ids of its dependents, so a chain's next image does not wait for the
+    sweeper's next pass (up to 2 s) when its enqueue lost the race described below."""
+    registry = ReadyJobRegistry(queue=queue)
+    pushed = 0
+    for _ in range(attempts):
+        left = [job_id for job_id in job_ids if queue.connection.zscore(registry.key, job_id) is not None]
+        if not left:
+            break
+        pushed += len(registry.enqueue_jobs(left))
+    return pushed
+
+
 def release_ready_jobs(queue) -> int:
     """Push dependents that RQ marked ready but did not enqueue.
 

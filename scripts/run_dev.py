@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 from config import load_config  # noqa: E402
 from jobs import embedded_redis  # noqa: E402
 
-WORKERS = int(os.environ.get("WORKERS", "3"))
+WORKERS = int(os.environ.get("WORKERS", "4"))
 
 
 def free_port(preferred: int) -> int:

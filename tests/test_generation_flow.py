@@ -75,12 +75,17 @@ def test_three_prompts_end_as_three_stored_images_in_the_accounts_format(api, re
     assert done.return_value()["success"] is True and done.return_value()["images_failed"] == 0
     parent = Job.fetch(started["task_id"], connection=redis_conn)
     assert parent.get_meta()["children"] == [item_job_id(started["task_id"], i) for i in ids]
-    for image_id in ids:
-        # The provider call's job handed its answer to a SAVE job in the store queue, which finished it.
-        call = Job.fetch(item_job_id(started["task_id"], image_id), connection=redis_conn).get_meta()
-        assert call["phase"] == "SAVE" and call["timings"]["provider_call"] >= 0
-        save = Job.fetch(save_job_id(started["task_id"], image_id), connection=redis_conn).get_meta()
-        assert save["status"] == "generated" and save["progress"] == 100 and save["image_url"]
+    # One call at a time: two chains, [first, third] and [second], the second waiting for its slot.
+    # The first image's job handed its answer to a SAVE job in the store queue, which finished it, so
+    # its chain's next job did not wait for the save; a chain's last image saved in its own job.
+    first = Job.fetch(item_job_id(started["task_id"], ids[0]), connection=redis_conn).get_meta()
+    assert first["phase"] == "SAVE" and first["timings"]["provider_call"] >= 0
+    save = Job.fetch(save_job_id(started["task_id"], ids[0]), connection=redis_conn).get_meta()
+    assert save["status"] == "generated" and save["progress"] == 100 and save["image_url"]
+    for image_id in ids[1:]:
+        last = Job.fetch(item_job_id(started["task_id"], image_id), connection=redis_conn).get_meta()
+        assert last["status"] == "generated" and last["timings"]["verify_convert"] >= 0
+        assert not Job.exists(save_job_id(started["task_id"], image_id), connection=redis_conn)
 
 
 def test_sizes_follow_the_image_type(api):

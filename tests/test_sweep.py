@@ -4,7 +4,7 @@ from rq import Queue
 from rq.job import Dependency
 from rq.registry import ReadyJobRegistry
 
-from jobs.sweep import release_ready_jobs
+from jobs.sweep import push_ready_dependents, release_ready_jobs
 
 
 def test_a_dependent_left_ready_by_a_lost_race_is_pushed_to_the_queue(redis_conn, own_queue):
@@ -20,3 +20,17 @@ def test_a_dependent_left_ready_by_a_lost_race_is_pushed_to_the_queue(redis_conn
     assert second.get_status() == "ready_to_enqueue" and second.id not in queue.job_ids
     assert release_ready_jobs(queue) == 1
     assert second.id in queue.job_ids and second.get_status() == "queued"
+
+
+def test_the_worker_pushes_a_conceded_dependent_at_once(redis_conn, own_queue):
+    queue = Queue(own_queue, connection=redis_conn)
+    first = queue.enqueue("tests.job_helpers.add", 1, 1)
+    second = queue.enqueue("tests.job_helpers.add", 2, 2, depends_on=Dependency(jobs=[first], allow_failure=True))
+    other = queue.enqueue("tests.job_helpers.add", 3, 3)
+    with redis_conn.pipeline() as pipe:
+        ReadyJobRegistry(queue=queue).register_jobs([second], pipeline=pipe)
+        pipe.execute()
+    # only the ids it is given, and only those still waiting in the ready registry
+    assert push_ready_dependents(queue, [second.id, other.id]) == 1
+    assert second.get_status() == "queued" and queue.job_ids.count(second.id) == 1
+    assert push_ready_dependents(queue, [second.id]) == 0

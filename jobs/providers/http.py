@@ -56,6 +56,15 @@ def post_json(url: str, payload, *, headers: dict, timeout: tuple[float, float],
         raise transport_error(exc, label, timeout) from exc
 
 
+def warm_up() -> None:
+    """Prepare a request once, sending nothing, so that processes forked after this (RQ work-horses)
+    find requests' lazy imports done (netrc and its parser: ~4 ms); otherwise every image's first
+    provider call pays them between getting its slot and reaching the provider."""
+    with requests.Session() as session:
+        request = session.prepare_request(requests.Request("POST", "https://provider.invalid/v1/images", json={}))
+        session.merge_environment_settings(request.url, {}, None, None, None)
+
+
 def _read_bounded(response, deadline, max_bytes, label, read_timeout) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:

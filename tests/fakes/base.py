@@ -165,6 +165,7 @@ class FakeServer(ABC):
         if wait is not None:
             fault = Fault("rate_limit", retry_after=str(wait))
             return handler.reply(self.fault_reply(call, fault), fault)
+        released = False
         try:
             started = time.monotonic()
             fault = self._fault_for(call.prompt)
@@ -175,6 +176,10 @@ class FakeServer(ABC):
             # The image is made inside the latency, so a call takes L, not L plus our own encoding.
             if self.stopping.wait(max(0.0, delay + self.load.latency - (time.monotonic() - started))):
                 return None
+            # The work is done once the answer goes out: a client that starts its next call the moment
+            # it has read this one's answer is within the limit, as with a real provider.
+            self.load.release()
+            released = True
             if self.before_reply is not None:
                 self.before_reply(call)
             if fault.kind == "reset":
@@ -186,4 +191,5 @@ class FakeServer(ABC):
                                            content_type=fault.content_type or "text/plain"), fault)
             return handler.reply(reply, fault)
         finally:
-            self.load.release()
+            if not released:
+                self.load.release()
