@@ -13,6 +13,7 @@
 """
 
 import contextlib
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -214,7 +215,7 @@ class KeyLimiter:
         self.redis.set(self.keys[2], 1, px=max(pause_ms, 100))
         if self.limits.max_concurrent is None:
             effective = int(self.redis.get(self.keys[3]) or 1)
-            self.redis.set(self.keys[3], max(1, effective // 2))
+            self.redis.set(self.keys[3], max(1, math.ceil(effective / 2)))  # 3 → 2: 3 failed, 2 worked
             self.redis.set(self._streak_key, -AUTO_COOLDOWN)
 
     def effective(self) -> int:
