@@ -16,6 +16,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def procfile() -> dict:
+    """The Procfile's process types and their commands (comment lines skipped, as Heroku does)."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict((name.strip(), command.strip()) for name, command in
+                (line.split(":", 1) for line in lines if line.strip() and not line.startswith("#")))
+
+
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="imggen-tests-"))
 # Before any app module reads the environment: the tests' own instance folder.
 os.environ["INSTANCE_PATH"] = str(_SESSION_DIR / "instance")

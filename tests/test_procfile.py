@@ -12,14 +12,7 @@ from rq.job import Job
 
 from config import load_config
 from jobs.connection import get_queue, redis_url
-from tests.conftest import ROOT, wait_for
-
-
-def _procfile():
-    return dict(
-        (name.strip(), command.strip())
-        for name, command in (line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
-    )
+from tests.conftest import ROOT, procfile, wait_for
 
 
 def _free_port():
@@ -40,7 +33,7 @@ def test_release_web_and_worker_start_and_serve(tmp_path, redis_conn, database):
         "HOME": str(tmp_path),
         "INSTANCE_PATH": str(tmp_path / "instance"),  # a dyno's throwaway disk
     }
-    lines = _procfile()
+    lines = procfile()
 
     release = subprocess.run(["bash", "-c", lines["release"]], cwd=ROOT, env=env, capture_output=True, timeout=120)
     assert release.returncode == 0, release.stderr.decode()[-2000:]

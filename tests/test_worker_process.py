@@ -7,12 +7,12 @@ import sys
 from rq.job import Job
 
 from jobs.connection import get_queue
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, procfile, wait_for
 
 
 def test_procfile_lines_name_the_real_entry_points():
-    lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
-    assert lines["worker"].strip() == "python worker.py"
+    lines = procfile()
+    assert lines["worker"] == "python worker.py"
     assert "init-db" in lines["release"]
     assert "webapp:create_app()" in lines["web"]
 
