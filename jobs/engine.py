@@ -1,10 +1,11 @@
 """`AIEngine`: runs an AI function through INIT → PREP → AI_CALL → PARSE → SAVE → DONE.
 
 The work is split over RQ jobs: the request validates, claims and enqueues a parent job; the parent
-(INIT, PREP) enqueues one job per item, chained so items run one at a time per chain (as many chains
-as the provider key allows concurrent calls), and a DONE job that depends on all of them. An item job
-makes the AI call and, for functions that save in the background, hands the answer to a SAVE job in
-the store queue so the chain's next call need not wait. Each job writes only its own job meta (meta is
+(INIT, PREP) enqueues one job per item, chained so items run one at a time per chain (two chains per
+call the provider key allows at once: one calls while its partner's job is prepared and waits in the
+key's line, see jobs.limits), and a DONE job that depends on all of them. An item job makes the AI
+call and, for functions that save in the background, hands the answer to a SAVE job in the store queue
+when its chain goes on, so the chain's next job need not wait. Each job writes only its own job meta (meta is
 last-writer-wins, so shared meta would lose updates) and records every outcome in the database, which
 is the truth; whichever job sees the last item end writes the task's final state.
 """
@@ -34,8 +35,10 @@ PARENT_TIMEOUT = 120
 ITEM_TIMEOUT = int(os.environ.get("IMAGE_JOB_TIMEOUT", "600"))
 SAVE_TIMEOUT = 180
 RESULT_TTL = 24 * 3600
-# Once the first calls' jobs are queued, the parent registers the rest at this lower CPU priority.
+# Work that can wait a few milliseconds runs at a lower CPU priority than provider calls about to
+# start: the parent's fan-out once the first calls' jobs are queued, an image's job once its call ended.
 FAN_OUT_NICENESS = 10
+AFTER_CALL_NICENESS = 10
 # Failures whose message is written for staff already.
 EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored)
 
@@ -208,6 +211,9 @@ class AIEngine:
             self._write_meta({"expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
             clock.lap("prompt")
             response = getattr(ai_core, call.method)(**call.kwargs)
+            # The slot is free again: what is left of this image (parse, save or hand-over, RQ's
+            # bookkeeping) yields the cores to the call starting in it now.
+            runtime.lower_priority(AFTER_CALL_NICENESS)
             clock.add(ai_core.timings)
             self._write_meta({"phase": "PARSE", "progress": 90})
             parsed = self.fn.parse_response(response)

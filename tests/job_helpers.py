@@ -7,3 +7,19 @@ def add(a, b):
 
 def always_fails(reason):
     raise RuntimeError(reason)
+
+
+def niceness():
+    """The CPU niceness of the process running this job."""
+    import os
+
+    return os.nice(0)
+
+
+def niceness_after_lowering(by):
+    import os
+
+    from jobs import runtime
+
+    runtime.lower_priority(by)
+    return os.nice(0)
