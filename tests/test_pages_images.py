@@ -351,6 +351,25 @@ def test_another_accounts_task_is_a_404_like_a_missing_one(client, personas, a):
     assert theirs.get_data() == missing.get_data() == b"Task not found."
 
 
+def test_an_image_prepared_and_waiting_for_its_slot_says_so_beside_the_one_calling(owner, a, redis_conn):
+    from rq.job import Job
+
+    from jobs.engine import item_job_id
+
+    _, ids = factories.article(a)
+    task_id = running_task(a, ids, ["generating", "generating"] + ["queued"] * (len(ids) - 2))
+    # The item jobs' meta as the engine writes it: the first calls, the second waits in the key's line.
+    for image_id, meta in zip(ids, [{"phase": "AI_CALL", "call_started_at": 0}, {"phase": "PREP"}], strict=False):
+        job = Job.create("tests.job_helpers.add", args=(1, 1), id=item_job_id(task_id, image_id),
+                         connection=redis_conn)
+        job.meta = meta
+        job.save()
+    html = owner.get(progress_url(task_id), htmx=True).get_data(as_text=True)
+    calling, waiting = (section(html, f"row-{task_id[:12]}-{image_id}") for image_id in ids[:2])
+    assert ">generating<" in calling and "preparing" not in calling
+    assert ">preparing<" in waiting and ">generating<" not in waiting
+
+
 def test_a_running_task_polls_itself_and_marks_the_current_step(owner, a):
     _, ids = factories.article(a)
     task_id = running_task(a, ids)
