@@ -156,6 +156,15 @@ def login(client, user, password=Personas.password):
     return csrf_token(client)
 
 
+def _children(pid: int) -> list[int]:
+    """The ids of a process's children (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in task.read_text().split()]
+    return found
+
+
 class WorkerProcess:
     """`python worker.py` as the Procfile runs it, on the tests' database and Redis."""
 
@@ -169,6 +178,13 @@ class WorkerProcess:
                                         start_new_session=True)
 
     def stop(self):
+        """End the worker and everything it started, now (a test's teardown; no job needs finishing)."""
+        # RQ puts each work-horse in a process group of its own: a horse waiting for a provider slot
+        # would outlive its worker (and a warm shutdown would wait for it), then stand in the next
+        # test's line. End them first.
+        for pid in _children(self.process.pid) if self.process.poll() is None else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.process.poll() is None:
             self.process.terminate()
             try:

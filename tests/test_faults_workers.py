@@ -70,6 +70,12 @@ def test_kill_the_whole_worker_while_another_is_alive(api, fake_openai, redis_co
             final = wait_done(api, task_id, timeout=150)
         except AssertionError:  # say where it stuck: CI logs are all we will have
             print("images:", [(i.id, i.status, i.error) for i in factories.images(ids)])
+            print("jobs:", [(i, Job.fetch(item_job_id(task_id, i), connection=redis_conn).get_status())
+                            for i in ids if Job.exists(item_job_id(task_id, i), connection=redis_conn)])
+            print("keys:", {k.decode(): redis_conn.pttl(k) for k in redis_conn.scan_iter("imggen:*")})
+            for key in redis_conn.scan_iter("imggen:limit:*"):
+                if redis_conn.type(key) == b"zset":
+                    print(key.decode(), redis_conn.zrange(key, 0, -1, withscores=True))
             for name, w in workers.items():
                 print(f"worker {name}:", w.output()[-3000:])
             raise
