@@ -114,7 +114,6 @@ class AIEngine:
     # --- the parent job: INIT, PREP, fan out ------------------------------------------------------
 
     def run_parent(self, payload: dict) -> dict:
-        self._update(state="running", phase="INIT", started_at=utcnow(), message=self.fn.progress_message("INIT"))
         try:
             data = self.fn.prepare(payload, self.account_id)
         except AIFunctionError as exc:
@@ -122,19 +121,31 @@ class AIEngine:
             for item_id in self.fn.item_ids_for(self.task_id, self.account_id):
                 self.fn.fail_item(item_id, self.task_id, self.account_id, exc.message)
             self._update(state="failed", phase="DONE", message=exc.message, error=exc.message,
-                         finished_at=utcnow())
+                         started_at=utcnow(), finished_at=utcnow())
             raise
         items = [getattr(item, "id", item) for item in data["items"]]
         prep_message = self.fn.progress_message("PREP", total=len(items))
-        self._update(phase="PREP", message=prep_message, step=("PREP", prep_message))
+        running = {"state": "running", "started_at": utcnow(), "phase": "PREP", "message": prep_message,
+                   "step": ("PREP", prep_message)}
         if not self.fn.requires_multiple_ai_calls:
+            self._update(**running)
             return self._run_single(data)
-        children = self._fan_out(items, chains_for(self._redis(), data.get("limits")), data.get("limits"))
+        first_calls, rest = self._chain_jobs(items, chains_for(self._redis(), data.get("limits")), data.get("limits"))
+        # The first calls' jobs go first, in one short pipeline, so they start before the bookkeeping
+        # and while RQ registers the rest (each dependent costs it a few milliseconds). The partner
+        # chains' first jobs, which wait for a slot anyway, come with the rest; all of that runs at
+        # a lower CPU priority so it does not take the cores from the first calls.
+        self._queue().enqueue_many(first_calls)
+        runtime.lower_priority(FAN_OUT_NICENESS)
+        self._update(**running)
+        self._queue().enqueue_many(rest)
+        children = [item_job_id(self.task_id, item_id) for item_id in items]
         self._write_meta({"children": children, "done_job": done_job_id(self.task_id)})
         self._update(phase="AI_CALL", message=self.fn.progress_message("AI_CALL", index=1, total=len(items)))
         return {"queued": len(children)}
 
-    def _fan_out(self, items: list, parallel_chains: int, limits: Limits | None) -> list[str]:
+    def _chain_jobs(self, items: list, parallel_chains: int, limits: Limits | None) -> tuple[list, list]:
+        """The item jobs in chains and the DONE job, as (the first calls' jobs, everything else)."""
         chains = max(1, min(parallel_chains, len(items)))
         if limits is not None and self._redis() is not None:
             # The chains' first jobs start together; their places keep the task's order of calls.
@@ -159,14 +170,8 @@ class AIEngine:
             depends_on=Dependency(jobs=[t for t in tails if t], allow_failure=True),
             description=f"{self.fn.get_name()}: finish task {self.task_id}",
         ))
-        # The first calls' jobs go first, in one short pipeline, so they start while RQ registers the
-        # rest (each dependent costs it a few milliseconds); the partner chains' first jobs, which
-        # wait for a slot anyway, come with the rest and do not take the cores from them.
-        first_calls = (chains + 1) // 2
-        self._queue().enqueue_many(batch[:first_calls])
-        runtime.lower_priority(FAN_OUT_NICENESS)
-        self._queue().enqueue_many(batch[first_calls:])
-        return [item_job_id(self.task_id, item_id) for item_id in items]
+        first_calls = (chains + 1) // 2  # with 2·C chains, C calls at once
+        return batch[:first_calls], batch[first_calls:]
 
     def _run_single(self, data: dict) -> dict:
         """One AI call for the whole task (functions without requires_multiple_ai_calls)."""
