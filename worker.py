@@ -30,7 +30,9 @@ class ImageWorker(Worker):
     (on a 2-core machine several saves land at once when parallel calls end together). The
     work-horse is forked per job and exits after it, so the worker itself keeps its priority."""
 
-    store_queue = ""
+    def __init__(self, *args, store_queue: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.store_queue = store_queue
 
     def main_work_horse(self, job, queue):
         runtime.in_work_horse = True
@@ -87,12 +89,12 @@ def main(argv=None):
     worker = ImageWorker(
         # SAVE jobs first: they are short, and a stored image is what staff wait for.
         [store_queue_name(config.queue_name), config.queue_name],
+        store_queue=store_queue_name(config.queue_name),
         connection=connection,
         name=name,
         # Abandoned jobs (a killed worker) are found by maintenance; the default 10 minutes is too slow.
         maintenance_interval=60,
     )
-    worker.store_queue = store_queue_name(config.queue_name)
     worker.work(burst=args.burst, with_scheduler=True)
 
 
