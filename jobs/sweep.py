@@ -3,7 +3,7 @@
 Image status must not depend on RQ callbacks: `on_failure` is not called when a work-horse is
 killed, RQ's own abandoned-job cleanup can take ~10 minutes, and a Redis restart without persistence
 loses jobs outright. So a sweep, run by every worker at start and then every SWEEP_INTERVAL seconds
-(one at a time across workers, by a Redis lock), looks at each unfinished image and its job:
+(one at a time across a queue's workers, by a Redis lock), looks at each unfinished image and its job:
 
 - the job is waiting or running → leave it, unless the worker running it is dead (its liveness key,
   refreshed every few seconds by the sweeper beside each worker, has expired): then RQ's own
@@ -39,7 +39,8 @@ MAX_ATTEMPTS = 3
 # A claim is committed just before its job is enqueued; give the enqueue time to happen.
 GRACE = dt.timedelta(seconds=20)
 ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
-LOCK_KEY = "imggen:sweep-lock"
+# One sweep at a time per queue: workers of other queues sharing the Redis sweep their own.
+LOCK_KEY = "imggen:sweep-lock:{}"
 ALIVE_KEY = "imggen:worker-alive:{}"
 # Only workers with a sweeper beside them keep a liveness key; a plain `rq worker` has no marker and
 # is left to RQ's own (slower) abandoned-job detection.
@@ -50,7 +51,7 @@ HEARTBEAT = 2
 
 def sweep_once(queue: Queue, *, now: dt.datetime | None = None) -> dict:
     """One pass; returns counts for logs and tests. Safe to run from several processes."""
-    if not queue.connection.set(LOCK_KEY, "1", nx=True, ex=SWEEP_INTERVAL - 1):
+    if not queue.connection.set(LOCK_KEY.format(queue.name), "1", nx=True, ex=SWEEP_INTERVAL - 1):
         return {"skipped": True}
     now = now or utcnow()
     started = StartedJobRegistry(queue=queue)

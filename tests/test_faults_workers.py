@@ -12,7 +12,7 @@ from rq import Queue
 from rq.job import Job
 
 from jobs.engine import item_job_id, save_job_id
-from jobs.sweep import sweep_once
+from jobs.sweep import LOCK_KEY, sweep_once
 from models import AITaskLog, Images, db
 from tests import factories, ledger
 from tests.api_helpers import ApiClient
@@ -174,14 +174,14 @@ def test_a_lost_job_is_enqueued_again_and_given_up_after_three_attempts(api, red
     queue.empty()  # Redis lost the jobs (as a restart without persistence does)
     ledger.fault("jobs lost from Redis")
     later = factories.image(ids[0]).updated_at.replace(year=2100)
-    redis_conn.delete("imggen:sweep-lock")
+    redis_conn.delete(LOCK_KEY.format(queue.name))
     with db.connection_context():
         assert sweep_once(queue, now=later)["requeued"] == 1
     assert Job.fetch(item_job_id(task_id, ids[0]), connection=redis_conn).get_status() == "queued"
     with db.connection_context():
         Images.update(attempts=3).where(Images.id == ids[0]).execute()
     queue.empty()
-    redis_conn.delete("imggen:sweep-lock")
+    redis_conn.delete(LOCK_KEY.format(queue.name))
     with db.connection_context():
         assert sweep_once(queue, now=later)["failed"] == 1
     image = factories.image(ids[0])
