@@ -14,7 +14,7 @@ from jobs.prompts import PromptRegistry, render_template
 from jobs.providers import get_provider
 from jobs.stopwatch import Stopwatch
 from jobs.storage import fetch_image, get_storage, image_key, prepare_image
-from models import AITaskLog, Images, utcnow
+from models import AITaskLog, Content, Images, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
 
     def prepare(self, payload: dict, account_id: int) -> dict:
         settings = image_settings.load(account_id)
-        query = Images.for_account(account_id).where(Images.id.in_(payload["ids"]))
+        # With their articles: build_prompt needs each one's title.
+        query = (Images.for_account(account_id).select(Images, Content).join(Content)
+                 .where(Images.id.in_(payload["ids"])))
         return {
             "items": list(_in_run_order(query)),
             "settings": settings,
