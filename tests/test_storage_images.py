@@ -179,3 +179,44 @@ def test_pillows_bomb_warning_is_a_rejection_on_its_own(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000_000)  # 41 MP is in Pillow's warning band
     with pytest.raises(ImageRejected, match="decompression bomb limit"):
         prepare_image(png_bomb(6400, 6400), "webp")
+
+
+def test_a_webp_in_the_accounts_format_keeps_its_pixels_and_loses_its_metadata():
+    exif = Image.Exif()
+    exif[0x010E] = "prompt: a secret campaign"  # ImageDescription
+    source = encode(picture((120, 80)), "WEBP", quality=70, exif=exif, xmp=b"<x:xmpmeta>prompt</x:xmpmeta>")
+    assert b"EXIF" in source and b"XMP " in source
+    prepared = prepare_image(source, "webp")
+    assert b"EXIF" not in prepared.data and b"XMP " not in prepared.data and b"secret" not in prepared.data
+    with Image.open(io.BytesIO(source)) as original, Image.open(io.BytesIO(prepared.data)) as kept:
+        # the same lossy pixels, not a second encode of them
+        assert kept.format == "WEBP" and kept.tobytes() == original.tobytes()
+        assert not kept.getexif() and "xmp" not in kept.info
+
+
+def test_a_png_in_the_accounts_format_keeps_its_pixels_and_loses_its_text():
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("prompt", "a secret campaign")
+    text.add_itxt("comment", "more of it", zip=True)
+    source = encode(picture((64, 48), mode="RGBA"), "PNG", pnginfo=text)
+    prepared = prepare_image(source, "png")
+    assert b"secret" not in prepared.data and b"tEXt" not in prepared.data and b"iTXt" not in prepared.data
+    with Image.open(io.BytesIO(source)) as original, Image.open(io.BytesIO(prepared.data)) as kept:
+        assert kept.tobytes() == original.tobytes() and kept.mode == "RGBA" and not kept.text
+
+
+def test_an_image_that_needs_rotating_is_re_encoded_even_in_the_accounts_format():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    prepared = prepare_image(encode(picture((60, 40)), "WEBP", exif=exif), "webp")
+    assert (prepared.width, prepared.height) == (40, 60) and b"EXIF" not in prepared.data
+
+
+def test_an_animated_webp_is_re_encoded_as_its_first_frame():
+    frames = [picture((40, 30)), picture((40, 30)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    source = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100)
+    prepared = prepare_image(source, "webp")
+    with Image.open(io.BytesIO(prepared.data)) as kept:
+        assert getattr(kept, "n_frames", 1) == 1 and b"ANMF" not in prepared.data

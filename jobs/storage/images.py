@@ -1,8 +1,11 @@
-"""Check that downloaded bytes are a real, whole image and re-encode them in the account's format.
+"""Check that downloaded bytes are a real, whole image and store them in the account's format.
 
 The bytes come from a provider (or a URL it gave), so Pillow reads them with its guards on: only
-PNG, JPEG and WebP decoders, the decompression-bomb limit, no truncated images. Every image is
-re-encoded, which also drops metadata the provider embedded (some write the prompt into PNG text).
+PNG, JPEG and WebP decoders, the decompression-bomb limit, no truncated images; every image is fully
+decoded. A PNG or WebP that is already in the account's format keeps its pixels as sent (a second
+lossy encode would only lose quality, and costs most of a save's CPU) with its metadata chunks
+dropped; everything else is re-encoded, which drops metadata too (some providers write the prompt
+into PNG text).
 """
 
 import hashlib
@@ -78,6 +81,11 @@ def prepare_image(data: bytes, image_format: str) -> PreparedImage:
                 probe.verify()  # checksums and structure, without decoding the pixels
             with Image.open(io.BytesIO(data), formats=ACCEPTED) as image:
                 image.load()  # decodes everything: a truncated image fails here
+                kept = _without_metadata(data, kind) if _keeps_as_sent(image, kind, image_format) else None
+                if kept is not None:
+                    _, content_type, extension = FORMATS[image_format]
+                    return PreparedImage(data=kept, width=image.width, height=image.height,
+                                         image_format=image_format, content_type=content_type, extension=extension)
                 return _encode(image, image_format)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected("the image is too large (decompression bomb limit)") from None
@@ -140,6 +148,64 @@ def _ends_early(data: bytes, kind: str) -> bool:
     if kind == "WEBP":
         return len(data) < 12 or struct.unpack("<I", data[4:8])[0] + 8 > len(data)
     return False
+
+
+# Chunks that carry pixels, colour or layout; anything else (text, EXIF, XMP, dates) is dropped.
+PNG_KEPT = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"pHYs",
+            b"bKGD"}
+WEBP_KEPT = {b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ICCP"}
+_VP8X_EXIF, _VP8X_XMP, _VP8X_ANIMATION = 0x08, 0x04, 0x02
+
+
+def _keeps_as_sent(image: Image.Image, kind: str, image_format: str) -> bool:
+    """Already the account's (lossless-to-keep) format, one frame, no EXIF rotation to apply."""
+    orientation = image.getexif().get(0x0112, 1)
+    return (FORMATS[image_format][0] == kind and kind in ("PNG", "WEBP")
+            and getattr(image, "n_frames", 1) == 1 and orientation == 1)
+
+
+def _without_metadata(data: bytes, kind: str) -> bytes | None:
+    """`data` with its metadata chunks removed, or None when its layout is not the plain one expected."""
+    try:
+        return _png_without_metadata(data) if kind == "PNG" else _webp_without_metadata(data)
+    except (struct.error, ValueError):
+        return None
+
+
+def _png_without_metadata(data: bytes) -> bytes:
+    kept, offset = [data[:8]], 8
+    while offset < len(data):
+        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        end = offset + 12 + length  # length, type, data, CRC
+        if end > len(data):
+            raise ValueError("chunk runs past the end")
+        if kind in PNG_KEPT:
+            kept.append(data[offset:end])
+        offset = end
+        if kind == b"IEND":
+            break
+    return b"".join(kept)
+
+
+def _webp_without_metadata(data: bytes) -> bytes:
+    riff_size = struct.unpack("<I", data[4:8])[0]
+    kept, offset, end_of_file = [], 12, min(len(data), 8 + riff_size)
+    while offset < end_of_file:
+        kind, length = struct.unpack("<4sI", data[offset:offset + 8])
+        end = offset + 8 + length + (length & 1)  # chunks are padded to an even size
+        if end > len(data):
+            raise ValueError("chunk runs past the end")
+        chunk = data[offset:end]
+        if kind == b"VP8X":
+            flags = chunk[8]
+            if flags & _VP8X_ANIMATION:
+                raise ValueError("animated")
+            chunk = chunk[:8] + bytes([flags & ~(_VP8X_EXIF | _VP8X_XMP)]) + chunk[9:]
+        if kind in WEBP_KEPT:
+            kept.append(chunk)
+        offset = end
+    body = b"WEBP" + b"".join(kept)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 def _encode(image: Image.Image, image_format: str) -> PreparedImage:
