@@ -20,9 +20,6 @@ from jobs.engine import store_queue_name
 from jobs.providers import http
 from models import db
 
-# How much lower a SAVE job's work-horse runs than the worker (see ImageWorker).
-SAVE_NICENESS = 10
-
 
 class ImageWorker(Worker):
     """RQ's forking worker, with SAVE jobs' work-horses at a lower CPU priority: decoding and
@@ -37,7 +34,7 @@ class ImageWorker(Worker):
     def main_work_horse(self, job, queue):
         runtime.in_work_horse = True
         if queue.name == self.store_queue:
-            runtime.lower_priority(SAVE_NICENESS)
+            runtime.lower_priority()
         super().main_work_horse(job, queue)
 
     # RQ concedes a dependent's enqueue when another worker touches the ready registry at the same

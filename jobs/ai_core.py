@@ -24,14 +24,15 @@ MAX_ATTEMPTS = 3
 
 class AICore:
     def __init__(self, credentials: Credentials | None = None, *, redis=None, limits: Limits | None = None,
-                 place: str | None = None, on_call_start=None, sleep=time.sleep,
+                 place: str | None = None, on_call_start=None, max_wait: float = 900.0, sleep=time.sleep,
                  timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), max_attempts=MAX_ATTEMPTS):
         """`place`: this call's turn in its key's line (see limits.turn); `on_call_start()` runs when the
         call has its slot and goes to the provider, so progress shows waiting and calling apart."""
         self.credentials = credentials or Credentials(api_key=None)
         self.redis = redis
         # Calls on one provider key share its limits across every worker (state in Redis).
-        self.limiter = KeyLimiter(redis, limits, sleep=sleep) if redis is not None and limits else None
+        self.limiter = (KeyLimiter(redis, limits, sleep=sleep, max_wait=max_wait)
+                        if redis is not None and limits else None)
         self.place = place
         self.on_call_start = on_call_start or (lambda: None)
         self.timings: dict = {}

@@ -22,7 +22,7 @@ from rq.timeouts import JobTimeoutException
 from jobs import runtime
 from jobs.ai_core import AICore
 from jobs.errors import AIFunctionError
-from jobs.limits import KeyLimiter, Limits, chains_for, turn, waiter_id
+from jobs.limits import KeyLimiter, Limits, LimitWaitTooLong, chains_for, turn, waiter_id
 from jobs.providers.base import ProviderError
 from jobs.stopwatch import Stopwatch
 from jobs.storage import FetchError, ImageRejected, NotStored
@@ -33,14 +33,13 @@ log = logging.getLogger(__name__)
 PARENT_TIMEOUT = 120
 # Slow providers take 60–120 s per attempt, with retries and the download on top.
 ITEM_TIMEOUT = int(os.environ.get("IMAGE_JOB_TIMEOUT", "600"))
+# Waiting for a free call on the key gets half an image job's time, the call and its retries the rest,
+# so a long line ends in its own reason rather than a job timeout blaming the provider.
+LINE_WAIT = ITEM_TIMEOUT / 2
 SAVE_TIMEOUT = 180
 RESULT_TTL = 24 * 3600
-# Work that can wait a few milliseconds runs at a lower CPU priority than provider calls about to
-# start: the parent's fan-out once the first calls' jobs are queued, an image's job once its call ended.
-FAN_OUT_NICENESS = 10
-AFTER_CALL_NICENESS = 10
 # Failures whose message is written for staff already.
-EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored)
+EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored, LimitWaitTooLong)
 
 
 def item_job_id(task_id: str, item_id) -> str:
@@ -136,7 +135,7 @@ class AIEngine:
         # chains' first jobs, which wait for a slot anyway, come with the rest; all of that runs at
         # a lower CPU priority so it does not take the cores from the first calls.
         self._queue().enqueue_many(first_calls)
-        runtime.lower_priority(FAN_OUT_NICENESS)
+        runtime.lower_priority()
         self._update(**running)
         self._queue().enqueue_many(rest)
         children = [item_job_id(self.task_id, item_id) for item_id in items]
@@ -210,7 +209,7 @@ class AIEngine:
             data = self._item_data(item_id)
             call = self.fn.build_prompt(data, self.account_id)
             ai_core = AICore(data.get("credentials"), redis=self._redis(), limits=data.get("limits"),
-                             place=data["place"], on_call_start=lambda: self._write_meta(
+                             place=data["place"], max_wait=LINE_WAIT, on_call_start=lambda: self._write_meta(
                                  {"phase": "AI_CALL", "progress": 5, "call_started_at": time.time()}))
             # Until its call has a slot the image stays in PREP: prepared, waiting for its turn.
             self._write_meta({"expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
@@ -218,7 +217,7 @@ class AIEngine:
             response = getattr(ai_core, call.method)(**call.kwargs)
             # The slot is free again: what is left of this image (parse, save or hand-over, RQ's
             # bookkeeping) yields the cores to the call starting in it now.
-            runtime.lower_priority(AFTER_CALL_NICENESS)
+            runtime.lower_priority()
             clock.add(ai_core.timings)
             self._write_meta({"phase": "PARSE", "progress": 90})
             parsed = self.fn.parse_response(response)
@@ -264,7 +263,7 @@ class AIEngine:
         """Whether another item of this task waits for this job. A chain's last item saves in its own
         job: nothing waits for it, and handing over would only add a job's start to the task's end."""
         job = get_current_job()
-        return job is not None and any(d.startswith(item_job_id(self.task_id, "")) for d in job.dependent_ids)
+        return job is not None and any(d != done_job_id(self.task_id) for d in job.dependent_ids)
 
     def _hand_off_save(self, item_id, parsed: dict) -> None:
         job = get_current_job()

@@ -157,7 +157,9 @@ class KeyLimiter:
                 if wait_ms == 0:
                     return token
                 if time.monotonic() + max(wait_ms, 0) / 1000 > deadline:
-                    raise LimitWaitTooLong(f"waited {self.max_wait:.0f} s for the provider's rate limit")
+                    raise LimitWaitTooLong(
+                        f"Waited {self.max_wait:.0f} s for a free call under this provider key's limits "
+                        "(other images of the account were using them); retry it.")
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + 1.0
                     if self._reap_dead_holders():

@@ -14,7 +14,12 @@ from models import db, open_database
 in_work_horse = False
 
 
-def lower_priority(niceness: int) -> None:
+# How much lower work that can wait a few milliseconds runs than provider calls about to start: SAVE
+# jobs, the parent's fan-out once the first calls are queued, an image's job once its call ended.
+YIELD_NICENESS = 10
+
+
+def lower_priority(niceness: int = YIELD_NICENESS) -> None:
     """Let this job's remaining work yield the cores to more urgent work (a no-op outside a
     work-horse: inline runs in tests or the CLI keep their priority)."""
     if in_work_horse:

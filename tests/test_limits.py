@@ -6,6 +6,8 @@ import time
 import pytest
 
 from jobs import limits
+from jobs.ai_core import AICore
+from jobs.engine import ITEM_TIMEOUT, LINE_WAIT, readable_error
 from jobs.limits import KeyLimiter, Limits, chains_for
 
 
@@ -186,3 +188,13 @@ def test_a_job_run_again_is_not_blocked_by_the_lease_its_killed_run_left(redis_c
     started = time.monotonic()
     limiter.release(limiter.acquire(holder="task-item-7", place=place))  # ops requeue the job
     assert time.monotonic() - started < 0.2
+
+
+def test_a_wait_for_a_free_call_that_runs_out_is_the_images_own_readable_reason(redis_conn, key):
+    assert LINE_WAIT < ITEM_TIMEOUT  # the line gives up before the job's timeout would blame the provider
+    held = KeyLimiter(redis_conn, Limits(key, max_concurrent=1)).acquire()
+    core = AICore(redis=redis_conn, limits=Limits(key, max_concurrent=1), max_wait=1.2)
+    with pytest.raises(limits.LimitWaitTooLong) as caught:
+        core.generate_image("A lighthouse", "placeholder", "placeholder-v1", "1024x1024")
+    assert readable_error(caught.value).startswith("Waited 1 s for a free call under this provider key's limits")
+    KeyLimiter(redis_conn, Limits(key, max_concurrent=1)).release(held)

@@ -11,7 +11,6 @@ from jobs import runtime
 from jobs.connection import get_queue
 from jobs.engine import store_queue_name
 from tests.conftest import ROOT, procfile, wait_for
-from worker import SAVE_NICENESS
 
 
 def test_procfile_lines_name_the_real_entry_points():
@@ -47,7 +46,7 @@ def test_saves_and_lowered_jobs_yield_the_cores_but_the_worker_keeps_its_priorit
         wait_for(lambda job=job: Job.fetch(job.id, connection=redis_conn).get_status() == "finished",
                  message="the job to finish")
     base = os.nice(0)
-    assert Job.fetch(saving.id, connection=redis_conn).return_value() == base + SAVE_NICENESS
+    assert Job.fetch(saving.id, connection=redis_conn).return_value() == base + runtime.YIELD_NICENESS
     assert Job.fetch(lowered.id, connection=redis_conn).return_value() == base + 5
     assert Job.fetch(calling.id, connection=redis_conn).return_value() == base  # each job's own process
     # Inline (tests, the CLI) nothing is lowered.
