@@ -12,6 +12,7 @@ from peewee import (
     BooleanField,
     CharField,
     DatabaseProxy,
+    DateField,
     DateTimeField,
     DecimalField,
     ForeignKeyField,
@@ -120,6 +121,10 @@ class Images(BaseModel):
     file_path = CharField(max_length=500, null=True)
     file_size = IntegerField(null=True)
     task_id = CharField(max_length=64, null=True)
+    # The provider's id of the last call for this image (OpenAI's x-request-id): support asks for it.
+    provider_request_id = CharField(max_length=200, null=True)
+    # The last call timed out on our side after the provider had the request: it may have been billed.
+    charge_uncertain = BooleanField(default=False)
     attempts = IntegerField(default=0)
     generation_started_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
@@ -161,6 +166,20 @@ class IntegrationSettings(BaseModel):
         indexes = ((("account", "integration_type"), True),)
 
 
+class ModelNotice(BaseModel):
+    """A shutdown date that a provider's own model list announced, as seen with one account's key
+    (`flask --app webapp check-models`); the catalog's dates come first."""
+
+    account = ForeignKeyField(Account, backref="model_notices", on_delete="CASCADE")
+    provider = CharField(max_length=40)
+    model = CharField(max_length=100)
+    shutdown_date = DateField(null=True)
+    checked_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "provider", "model"), True),)
+
+
 class AIPrompt(BaseModel):
     account = ForeignKeyField(Account, backref="prompts", on_delete="CASCADE")
     prompt_type = CharField(max_length=40, choices=[(p, p) for p in PROMPT_TYPES])
@@ -200,6 +219,7 @@ ALL_MODELS = [
     Images,
     ImageBlob,
     IntegrationSettings,
+    ModelNotice,
     AIPrompt,
     AITaskLog,
 ]

@@ -5,8 +5,9 @@ changes nothing. A new schema change is one more function appended to MIGRATIONS
 """
 
 from peewee import DateTimeField, IntegerField, Model
+from playhouse.migrate import migrate
 
-from models import ALL_MODELS, db, utcnow
+from models import ALL_MODELS, Images, ModelNotice, db, utcnow
 
 
 class SchemaVersion(Model):
@@ -22,9 +23,19 @@ def _initial(migrator):
     db.create_tables(ALL_MODELS, safe=True)
 
 
+def _request_ids_and_model_notices(migrator):
+    columns = {c.name for c in db.get_columns(Images._meta.table_name)}
+    operations = [migrator.add_column(Images._meta.table_name, field.column_name, field)
+                  for field in (Images.provider_request_id, Images.charge_uncertain)
+                  if field.column_name not in columns]
+    migrate(*operations)
+    db.create_tables([ModelNotice], safe=True)
+
+
 # (version, description, function taking a playhouse.migrate migrator)
 MIGRATIONS = [
     (1, "initial schema", _initial),
+    (2, "provider request ids, uncertain charges and announced model shutdowns", _request_ids_and_model_notices),
 ]
 
 

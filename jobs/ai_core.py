@@ -7,6 +7,7 @@ memory here and is never logged, returned or put in a job.
 import logging
 import os
 import time
+from decimal import Decimal
 
 from jobs import latency
 from jobs.limits import KeyLimiter, Limits
@@ -16,16 +17,17 @@ from jobs.providers.http import call_with_retries
 
 log = logging.getLogger(__name__)
 
-# Slow models take a minute or more; the connect timeout stays short so a dead host fails fast.
+# Slow models take minutes; the connect timeout stays short so a dead host fails fast. The read
+# timeout is the model's (the catalog's read_timeout) unless the operator sets one for all.
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = float(os.environ.get("PROVIDER_READ_TIMEOUT", "120"))
+READ_TIMEOUT = float(os.environ["PROVIDER_READ_TIMEOUT"]) if os.environ.get("PROVIDER_READ_TIMEOUT") else None
 MAX_ATTEMPTS = 3
 
 
 class AICore:
     def __init__(self, credentials: Credentials | None = None, *, redis=None, limits: Limits | None = None,
                  place: str | None = None, on_call_start=None, max_wait: float = 900.0, sleep=time.sleep,
-                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), max_attempts=MAX_ATTEMPTS):
+                 timeout: tuple[float, float] | None = None, max_attempts=MAX_ATTEMPTS):
         """`place`: this call's turn in its key's line (see limits.turn); `on_call_start()` runs when the
         call has its slot and goes to the provider, so progress shows waiting and calling apart."""
         self.credentials = credentials or Credentials(api_key=None)
@@ -48,8 +50,10 @@ class AICore:
 
     def generate_image(self, prompt: str, provider: str, model: str, size: str, negative_prompt: str | None = None,
                        function_name: str | None = None, *, output_format: str = "png",
-                       options: dict | None = None) -> dict:
-        """One image. Returns {'url' | 'bytes', 'revised_prompt', 'cost', 'download_hosts', 'latency'};
+                       output_compression: int | None = None, quality: str | None = None,
+                       background: str | None = None, end_user: str | None = None,
+                       price_per_image: str | None = None) -> dict:
+        """One image. Returns {'url' | 'bytes', 'cost', 'request_id', 'download_hosts', 'latency'};
         raises ProviderError (after retries for transient failures) with a message for staff."""
         backend = get_provider(provider)
         spec = backend.model_spec(model)
@@ -59,24 +63,31 @@ class AICore:
                                 f"{spec.max_prompt_chars}.", permanent=True, code="prompt_too_long")
         request = ImageRequest(
             prompt=prompt, model=model, width=width, height=height, output_format=output_format,
+            output_compression=output_compression, quality=quality, background=background, end_user=end_user,
             negative_prompt=negative_prompt if spec.supports_negative_prompt and negative_prompt else None,
-            options=options or {},
+            price_per_image=Decimal(price_per_image) if price_per_image is not None else None,
         )
+        timeout = self.timeout or (CONNECT_TIMEOUT, READ_TIMEOUT or spec.read_timeout)
         started = time.monotonic()
 
         def attempt():
             if self.limiter is None:
                 self.on_call_start()
-                return backend.generate(request, self.credentials, timeout=self.timeout)
+                return backend.generate(request, self.credentials, timeout=timeout)
+            blocked = self.limiter.blocked()
+            if blocked:  # no credit on this key: the answer would be the same, and is not worth a call
+                raise ProviderError(blocked, permanent=True, code="key_blocked")
             waited = time.monotonic()
             token = self.limiter.acquire(holder=_current_job_id(), place=self.place)
             self.timings["limit_wait"] = self.timings.get("limit_wait", 0) + time.monotonic() - waited
             try:
                 self.on_call_start()
-                image = backend.generate(request, self.credentials, timeout=self.timeout)
+                image = backend.generate(request, self.credentials, timeout=timeout)
             except ProviderError as exc:
                 if exc.status == 429 and not exc.permanent:
                     self.limiter.on_rate_limited(exc.retry_after)
+                if exc.blocks_key:
+                    self.limiter.block(exc.message)
                 raise
             finally:
                 self.limiter.release(token)
@@ -93,12 +104,14 @@ class AICore:
         self.timings["provider_call"] = elapsed
         if self.redis is not None:
             latency.record(self.redis, provider, model, elapsed)
+        # The answer's own cost (usage priced per token, or what Runware charged); the price table
+        # only when the answer gave none.
         cost = image.cost if image.cost is not None else backend.estimate_cost(request)
         return {
             "url": image.url,
             "bytes": image.data,
-            "revised_prompt": image.revised_prompt,
             "cost": cost,
+            "request_id": image.request_id,
             "download_hosts": image.download_hosts,
             "latency": elapsed,
         }

@@ -69,9 +69,15 @@ class BaseAIFunction(ABC):
         """Mark the item as being worked on; False when there is nothing to do (already done)."""
         return True
 
-    def fail_item(self, item_id, task_id: str, account_id: int, reason: str) -> None:  # noqa: B027
-        """Record why the item failed, so it never stays in progress (single-call functions have no
-        items, so by default there is nothing to record)."""
+    def fail_item(self, item_id, task_id: str, account_id: int, reason: str, *,  # noqa: B027
+                  request_id: str | None = None, charge_uncertain: bool = False) -> None:
+        """Record why the item failed (and the provider's id of the call, and whether it may have been
+        billed), so it never stays in progress (single-call functions have no items, so by default
+        there is nothing to record)."""
+
+    def record_answer(self, item_id, task_id: str, account_id: int, response: dict) -> None:  # noqa: B027
+        """Multi-call functions: make what the provider's answer cost durable at once, before parsing
+        or saving can fail."""
 
     def item_ids_for(self, task_id: str, account_id: int) -> list:
         """The items of a task (after claim), in run order."""

@@ -31,11 +31,12 @@ from models import AITaskLog, db, utcnow
 log = logging.getLogger(__name__)
 
 PARENT_TIMEOUT = 120
-# Slow providers take 60–120 s per attempt, with retries and the download on top.
-ITEM_TIMEOUT = int(os.environ.get("IMAGE_JOB_TIMEOUT", "600"))
-# Waiting for a free call on the key gets half an image job's time, the call and its retries the rest,
-# so a long line ends in its own reason rather than a job timeout blaming the provider.
-LINE_WAIT = ITEM_TIMEOUT / 2
+# The GPT image models take up to 300 s per call (their read timeout), with the wait for a slot,
+# retries of quick failures and the download on top.
+ITEM_TIMEOUT = int(os.environ.get("IMAGE_JOB_TIMEOUT", "900"))
+# Waiting for a free call on the key gets a third of an image job's time, the call and its retries the
+# rest, so a long line ends in its own reason rather than a job timeout blaming the provider.
+LINE_WAIT = ITEM_TIMEOUT / 3
 SAVE_TIMEOUT = 180
 RESULT_TTL = 24 * 3600
 # Failures whose message is written for staff already.
@@ -83,6 +84,9 @@ class AIEngine:
 
     def start(self, payload: dict) -> dict:
         validated = self.fn.validate(payload, self.account_id)
+        if validated.get("limits") is not None and self.queue is not None:
+            # A person asking again is the retry a key without credit waits for ("add credit, then retry").
+            KeyLimiter(self.queue.connection, validated["limits"]).unblock()
         with db.atomic():
             items = self.fn.claim(validated, self.task_id, self.account_id)
             # The request's payload is kept with the task (ids and options, never secrets).
@@ -215,6 +219,7 @@ class AIEngine:
             self._write_meta({"expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
             clock.lap("prompt")
             response = getattr(ai_core, call.method)(**call.kwargs)
+            self.fn.record_answer(item_id, self.task_id, self.account_id, response)
             # The slot is free again: what is left of this image (parse, save or hand-over, RQ's
             # bookkeeping) yields the cores to the call starting in it now.
             runtime.lower_priority()
@@ -277,7 +282,11 @@ class AIEngine:
         reason = readable_error(exc)
         if not isinstance(exc, EXPECTED_ERRORS):
             log.exception("item %s of task %s failed", item_id, self.task_id)
-        self.fn.fail_item(item_id, self.task_id, self.account_id, reason)
+        if isinstance(exc, ProviderError):
+            self.fn.fail_item(item_id, self.task_id, self.account_id, reason, request_id=exc.request_id,
+                              charge_uncertain=exc.maybe_charged)
+        else:
+            self.fn.fail_item(item_id, self.task_id, self.account_id, reason)
         self._write_meta({"status": "failed", "phase": "DONE", "progress": 100, "error": reason})
         self._refresh_if_finished()
 
@@ -315,7 +324,9 @@ class AIEngine:
         states = self.fn.item_states(self.fn.item_ids_for(self.task_id, self.account_id), self.account_id)
         generated = sum(s["status"] == "generated" for s in states)
         failed = sum(s["status"] == "failed" for s in states)
-        cost = sum((s["cost"] for s in states if s["status"] == "generated" and s["cost"] is not None), 0)
+        # What the provider charged, including images it answered that then failed (damaged bytes,
+        # a storage error): that money is spent either way.
+        cost = sum((s["cost"] for s in states if s["cost"] is not None), 0)
         task = AITaskLog.get(AITaskLog.task_id == self.task_id)
         totals = {"total": len(states), "generated": generated, "failed": failed,
                   "skipped": int((task.totals or {}).get("skipped", 0)), "cost": _money(cost)}

@@ -1,7 +1,11 @@
 """An account's image-generation settings (`IntegrationSettings`): validation, defaults, and the
 API key, which is encrypted at rest and only ever decrypted in memory for a provider call."""
 
+import datetime as dt
+import hashlib
+import hmac
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from urllib.parse import urlparse
 
@@ -10,13 +14,17 @@ from jobs.errors import ValidationError
 from jobs.limits import Limits
 from jobs.providers import PROVIDERS
 from jobs.providers.base import Credentials
-from models import IntegrationSettings, utcnow
+from jobs.providers.catalog import PLACEMENT_PRESETS, ModelSpec, ModelStatus, parse_size
+from models import IntegrationSettings, ModelNotice, utcnow
 from secret_box import SecretBox
 
 INTEGRATION = "image_generation"
 IMAGE_TYPES = ("realistic", "artistic", "cartoon")
 FORMATS = ("webp", "jpg", "png")
-ORIENTATIONS = ("square", "landscape", "portrait")
+PLACEMENTS = tuple(PLACEMENT_PRESETS)  # featured, in_article, desktop, mobile
+BACKGROUNDS_NEEDING_ALPHA = ("transparent",)
+# Settings saved before sizes per placement chose the in-article shape by orientation.
+_ORIENTATION_PRESETS = {"square": "1:1", "landscape": "3:2", "portrait": "2:3"}
 
 DEFAULTS = {
     "provider": "placeholder",
@@ -24,10 +32,16 @@ DEFAULTS = {
     "base_url": "",
     "image_type": "realistic",
     "max_in_article_images": 3,
-    "in_article_orientation": "square",
     "image_format": "webp",
     "desktop_enabled": False,
     "mobile_enabled": False,
+    # None: the model's default quality. Only models with quality levels take one.
+    "quality": None,
+    "background": "opaque",
+    # Placement → "WIDTHxHEIGHT"; a placement not set uses the model's default for it.
+    "sizes": {},
+    # USD per image, for an OpenAI-compatible server (we have no price table for it).
+    "price_per_image": None,
     # Per provider key: parallel calls (1 keeps the plan's one-at-a-time rule; None = auto, adapting
     # to the provider's answers) and calls per minute (None = no limit known).
     "max_concurrent_calls": 1,
@@ -48,10 +62,15 @@ def secret_box() -> SecretBox:
 class ImageSettings:
     provider: str
     model: str
+    spec: ModelSpec
     image_type: str
     image_format: str
+    quality: str | None
+    background: str | None
+    sizes: dict  # placement → (width, height)
+    price_per_image: Decimal | None
+    end_user: str
     max_in_article_images: int
-    in_article_orientation: str
     desktop_enabled: bool
     mobile_enabled: bool
     limits: Limits
@@ -64,11 +83,54 @@ def settings_row(account_id) -> IntegrationSettings | None:
     )
 
 
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def model_status(account_id, provider_name: str, spec: ModelSpec) -> ModelStatus:
+    """The model's lifecycle for this account: the catalog's, or a shutdown date the provider's model
+    list announced to the account's key (check-models)."""
+    notice = ModelNotice.get_or_none((ModelNotice.account == account_id) & (ModelNotice.provider == provider_name)
+                                     & (ModelNotice.model == spec.name))
+    return spec.status(today(), notice.shutdown_date if notice else None)
+
+
+def end_user_id(account_id) -> str:
+    """A stable id for the account that names nothing about it (OpenAI's `user`, for abuse tracking)."""
+    digest = hmac.new(load_config().secret_key.encode(), f"account:{account_id}".encode(), hashlib.sha256)
+    return "acct_" + digest.hexdigest()[:24]
+
+
+def spec_or_none(provider, model) -> ModelSpec | None:
+    try:
+        return provider.model_spec(model)
+    except Exception:  # noqa: BLE001 - an unknown model is reported by validate()
+        return None
+
+
+def effective_sizes(config: dict, spec: ModelSpec | None) -> dict:
+    """Placement → "WxH": what the account chose, else the model's default for the placement."""
+    chosen = dict(config.get("sizes") or {})
+    orientation = config.get("in_article_orientation")
+    if "in_article" not in chosen and orientation in _ORIENTATION_PRESETS and spec is not None:
+        chosen["in_article"] = "{}x{}".format(*spec.size_rule.preset(_ORIENTATION_PRESETS[orientation]))
+    return {placement: chosen.get(placement) or ("{}x{}".format(*spec.default_size(placement)) if spec else None)
+            for placement in PLACEMENTS}
+
+
 def public_view(row: IntegrationSettings | None) -> dict:
     """The settings as the API and the page show them: never the key, only whether it is set."""
     config = {**DEFAULTS, **(row.config if row else {})}
+    provider = PROVIDERS.get(config["provider"])
+    spec = spec_or_none(provider, config["model"]) if provider else None
+    status = model_status(row.account_id, config["provider"], spec) if row and spec else None
+    view = {k: config[k] for k in DEFAULTS}
     return {
-        **{k: config[k] for k in DEFAULTS},
+        **view,
+        "quality": config["quality"] or (spec.default_quality if spec else None),
+        "sizes": effective_sizes(config, spec),
+        "model_status": status.as_dict() if status else {"state": "active", "shutdown_date": None,
+                                                         "replacement": None},
         "is_active": bool(row and row.is_active),
         "api_key_set": bool(row and row.api_key_encrypted),
         "api_key_last4": (row.api_key_last4 if row and row.api_key_encrypted else None),
@@ -86,16 +148,24 @@ def load(account_id) -> ImageSettings:
     if provider is None:
         raise ValidationError(f"Image provider {config['provider']!r} is not supported; choose one of: "
                               + ", ".join(PROVIDERS) + ".")
-    if config["model"] not in provider.models:
+    spec = spec_or_none(provider, config["model"])
+    if spec is None:
         raise ValidationError(f"Model {config['model']!r} is not available for {provider.label}; choose one "
-                              "of: " + ", ".join(provider.models) + ".")
+                              "of: " + ", ".join(provider.offered_models()) + ".")
+    status = model_status(account_id, config["provider"], spec)
+    if status.state == "retired":
+        raise ValidationError(status.retired_sentence(provider.label, spec.name))
     api_key = secret_box().decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
     if provider.requires_api_key and not api_key:
         raise ValidationError(f"{provider.label} needs an API key: add it in Settings → Image generation.")
+    price = config["price_per_image"]
     return ImageSettings(
-        provider=config["provider"], model=config["model"], image_type=config["image_type"],
-        image_format=config["image_format"], max_in_article_images=int(config["max_in_article_images"]),
-        in_article_orientation=config["in_article_orientation"],
+        provider=config["provider"], model=config["model"], spec=spec, image_type=config["image_type"],
+        image_format=config["image_format"], quality=config["quality"] or spec.default_quality,
+        background=config["background"] if spec.backgrounds else None,
+        sizes={placement: parse_size(size) for placement, size in effective_sizes(config, spec).items()},
+        price_per_image=Decimal(str(price)) if price is not None else None, end_user=end_user_id(account_id),
+        max_in_article_images=int(config["max_in_article_images"]),
         desktop_enabled=bool(config["desktop_enabled"]), mobile_enabled=bool(config["mobile_enabled"]),
         limits=Limits(key=f"{account_id}:{config['provider']}", max_concurrent=config["max_concurrent_calls"],
                       per_minute=config["calls_per_minute"]),
@@ -112,8 +182,10 @@ def _choice(data, errors, name, choices):
 
 def _int(data, errors, name, low, high):
     value = data[name]
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit() \
-            or not low <= int(value) <= high:
+    text = str(value).strip()
+    # isascii: "²".isdigit() is true, but int("²") fails.
+    if isinstance(value, bool) or not isinstance(value, int | str) or not (text.isascii() and text.isdigit()) \
+            or not low <= int(text) <= high:
         errors[name] = f"A whole number from {low} to {high}."
         return value
     return int(value)
@@ -135,41 +207,131 @@ def _flag(data, errors, name):
     return bool(value)
 
 
-def validate(data: dict, current: dict) -> tuple[dict, dict]:
-    """Merge `data` over `current` and check every field; return (config, errors by field)."""
+def validate(data: dict, current: dict, account_id=None) -> tuple[dict, dict]:
+    """Merge `data` over `current` and check every field; return (config, errors by field).
+
+    A value that was sent and does not fit is an error naming the rule; a value carried over from
+    before that does not fit a newly chosen model falls back to that model's default (as switching
+    provider picks its first model), and the answer shows it."""
     if not isinstance(data, dict):
         raise ValidationError("Send the settings as a JSON object.")
-    merged = {**DEFAULTS, **current, **{k: v for k, v in data.items() if k in DEFAULTS}}
+    sent = {k: v for k, v in data.items() if k in DEFAULTS}
+    merged = {**DEFAULTS, **current, **sent}
+    merged.pop("in_article_orientation", None)
     errors: dict = {}
     provider = PROVIDERS.get(merged["provider"])
+    spec = None
     if provider is None:
         errors["provider"] = "Choose one of: " + ", ".join(PROVIDERS) + "."
-    elif merged["model"] not in provider.models:
-        if "model" not in data and data.get("provider"):
-            merged["model"] = next(iter(provider.models))  # switching provider picks its first model
-        else:
-            errors["model"] = f"Not a {provider.label} model; choose one of: " + ", ".join(provider.models) + "."
+    else:
+        if "model" not in sent and "provider" in sent and spec_or_none(provider, merged["model"]) is None:
+            merged["model"] = next(iter(provider.offered_models()), "")  # switching provider picks its first model
+        spec = _model_spec(provider, merged["model"], errors, account_id)
     _choice(merged, errors, "image_type", IMAGE_TYPES)
     _choice(merged, errors, "image_format", FORMATS)
-    _choice(merged, errors, "in_article_orientation", ORIENTATIONS)
     merged["max_in_article_images"] = _int(merged, errors, "max_in_article_images", 1, 5)
     merged["max_concurrent_calls"] = _optional_int(merged, errors, "max_concurrent_calls", 1, 16)
     merged["calls_per_minute"] = _optional_int(merged, errors, "calls_per_minute", 1, 100_000)
     merged["desktop_enabled"] = _flag(merged, errors, "desktop_enabled")
     merged["mobile_enabled"] = _flag(merged, errors, "mobile_enabled")
-    base_url = (merged["base_url"] or "").strip()
-    if base_url:
+    if spec is not None:
+        merged["quality"] = _quality(merged, sent, errors, spec)
+        merged["background"] = _background(merged, sent, errors, spec)
+        merged["sizes"] = _sizes(merged, sent, errors, spec, current)
+    merged["price_per_image"] = _price(merged, errors, provider)
+    base_url = (merged["base_url"] or "").strip() if isinstance(merged["base_url"], str) else None
+    if base_url is None:
+        errors["base_url"] = "A text value."
+    elif base_url:
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.username or parsed.password:
             errors["base_url"] = "An http(s) URL such as https://api.openai.com/v1, without a password."
-    merged["base_url"] = base_url.rstrip("/")
+    elif provider is not None and provider.default_base_url is None and provider.name != "placeholder":
+        errors["base_url"] = f"{provider.label} has no default address: give the server's base URL."
+    merged["base_url"] = (base_url or "").rstrip("/")
     return merged, errors
+
+
+def _model_spec(provider, model, errors, account_id) -> ModelSpec | None:
+    spec = spec_or_none(provider, model) if isinstance(model, str) else None
+    if spec is None:
+        offered = ", ".join(provider.offered_models())
+        if provider.custom_models:
+            errors["model"] = (f"Not a model name {provider.label} takes" + (f"; for example: {offered}." if offered
+                               else ": letters, digits and . _ : / @ + - (at most 100)."))
+        else:
+            errors["model"] = f"Not a {provider.label} model; choose one of: {offered}."
+        return None
+    status = model_status(account_id, provider.name, spec) if account_id else spec.status(today())
+    if status.state == "retired":
+        errors["model"] = status.retired_sentence(provider.label, spec.name)
+        return None
+    return spec
+
+
+def _quality(merged, sent, errors, spec: ModelSpec):
+    value = merged["quality"]
+    if value in (None, ""):
+        return None
+    if value in spec.qualities:
+        return value
+    if "quality" in sent:
+        errors["quality"] = (f"{spec.label} takes quality " + ", ".join(spec.qualities) + "."
+                             if spec.qualities else f"{spec.label} has no quality levels; leave it blank.")
+    return None
+
+
+def _background(merged, sent, errors, spec: ModelSpec):
+    value = merged["background"] or "opaque"
+    if not spec.backgrounds:
+        return DEFAULTS["background"]
+    if value not in spec.backgrounds:
+        if "background" in sent:
+            errors["background"] = "Choose one of: " + ", ".join(spec.backgrounds) + "."
+        return DEFAULTS["background"]
+    if value in BACKGROUNDS_NEEDING_ALPHA and merged["image_format"] == "jpg":
+        errors["background"] = "A transparent background needs the PNG or WebP format."
+    return value
+
+
+def _sizes(merged, sent, errors, spec: ModelSpec, current) -> dict:
+    """Placement → "WxH", each checked against the model's size rule."""
+    given = sent.get("sizes", {})
+    if not isinstance(given, dict) or any(k not in PLACEMENTS for k in given):
+        errors["sizes"] = "An object with any of: " + ", ".join(PLACEMENTS) + ", each \"WIDTHxHEIGHT\"."
+        return dict(current.get("sizes") or {})
+    kept = {**(current.get("sizes") or {}), **given}
+    sizes = {}
+    for placement, text in kept.items():
+        if text in (None, ""):
+            continue  # blank: the model's default
+        size = parse_size(text)
+        problem = spec.size_rule.problem(*size) if size else f"{text!r} is not WIDTHxHEIGHT, such as 1536x1024."
+        if problem is None:
+            sizes[placement] = "{}x{}".format(*size)
+        elif placement in given:
+            errors[f"sizes.{placement}"] = problem
+    return sizes
+
+
+def _price(merged, errors, provider):
+    value = merged["price_per_image"]
+    if provider is None or not provider.custom_models or provider.models or value in (None, ""):
+        return None
+    try:
+        price = Decimal(str(value).strip())
+    except InvalidOperation:
+        price = None
+    if price is None or not price.is_finite() or not 0 <= price <= 10:
+        errors["price_per_image"] = "A price in USD from 0 to 10, such as 0.01."
+        return value
+    return str(price)
 
 
 def save(account_id, data: dict) -> tuple[dict, dict]:
     """Validate and store; the key is write-only (blank keeps the old one). Return (view, errors)."""
     row = settings_row(account_id)
-    config, errors = validate(data, row.config if row else {})
+    config, errors = validate(data, row.config if row else {}, account_id)
     api_key = data.get("api_key")
     if api_key is not None and not isinstance(api_key, str):
         errors["api_key"] = "A text value."

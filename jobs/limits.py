@@ -29,6 +29,7 @@ WAKE_TIMEOUT = 1.0
 WAITER_TTL_MS = 5000
 # How long a task's first jobs have to reach the line before their reserved places lapse.
 RESERVE_SECONDS = 10
+BLOCK_SECONDS = 3600  # a key without credit stays blocked this long unless a new request lifts it
 
 # KEYS: leases, starts, pause, effective, line, waiter deadlines
 # ARGV: now_ms, token, lease_ms, limit, per_minute, auto, waiter_ttl_ms
@@ -121,6 +122,7 @@ class KeyLimiter:
         self.keys = [f"{prefix}:leases", f"{prefix}:starts", f"{prefix}:pause", f"{prefix}:effective",
                      f"{prefix}:line", f"{prefix}:waiting"]
         self._streak_key = f"{prefix}:streak"
+        self._blocked_key = f"{prefix}:blocked"
         self._wake_prefix = f"{prefix}:wake:"
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
@@ -219,6 +221,18 @@ class KeyLimiter:
             effective = int(self.redis.get(self.keys[3]) or 1)
             self.redis.set(self.keys[3], max(1, math.ceil(effective / 2)))  # 3 → 2: 3 failed, 2 worked
             self.redis.set(self._streak_key, -AUTO_COOLDOWN)
+
+    # A key with no credit left fails every call the same way until a person adds credit: its other
+    # images fail at once, without a call, and a new Generate request (the person's retry) lifts it.
+    def block(self, reason: str, seconds: float = BLOCK_SECONDS) -> None:
+        self.redis.set(self._blocked_key, reason.encode(), ex=int(seconds))
+
+    def blocked(self) -> str | None:
+        reason = self.redis.get(self._blocked_key)
+        return reason.decode() if reason else None
+
+    def unblock(self) -> None:
+        self.redis.delete(self._blocked_key)
 
     def effective(self) -> int:
         if self.limits.max_concurrent is not None:

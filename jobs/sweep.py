@@ -201,6 +201,7 @@ def run_forever(parent_pid: int, worker_name: str, config) -> None:
     import signal
     import time
 
+    from jobs import model_check
     from jobs.connection import get_queue
     from jobs.runtime import ensure_database
     from models import db
@@ -220,6 +221,7 @@ def run_forever(parent_pid: int, worker_name: str, config) -> None:
                 next_sweep = time.monotonic() + SWEEP_INTERVAL
                 with db.connection_context():
                     sweep_once(queue)
+                model_check.schedule_daily(queue)
         except Exception:
             log.exception("sweep failed; trying again shortly")
         time.sleep(HEARTBEAT)

@@ -102,7 +102,7 @@ class Account:
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.base = service.base
         answer = self.http.put(self.base + "/v1/system/settings/integrations/image_generation/", json={
-            "provider": "openai", "model": "gpt-image-1", "api_key": fake.api_key, "base_url": fake.base_url,
+            "provider": "openai", "model": "gpt-image-2", "api_key": fake.api_key, "base_url": fake.base_url,
             "image_format": "webp", "max_in_article_images": 4, "max_concurrent_calls": max_concurrent or "",
             "calls_per_minute": per_minute or ""})
         answer.raise_for_status()

@@ -34,3 +34,13 @@ def progress(api, task_id) -> dict:
 def wait_done(api, task_id, timeout=60) -> dict:
     return wait_for(lambda: (v := progress(api, task_id))["state"] in ("done", "failed") and v,
                     timeout=timeout, message=f"task {task_id} to end")
+
+
+def parked_queue(redis_conn):
+    """A real queue of the test's own that no worker drains: the parent job waits there while the test
+    drives the item jobs itself."""
+    from uuid import uuid4
+
+    from rq import Queue
+
+    return Queue(f"parked-{uuid4().hex}", connection=redis_conn)

@@ -9,7 +9,7 @@ from jobs.tasks import run_ai_item, start_task
 from models import AIPrompt, AITaskLog, Images, db
 from tests import factories, ledger
 from tests.api_helpers import GENERATE, PROMPTS, ApiClient
-from tests.flow import generate, new_article, use_provider, wait_done
+from tests.flow import generate, new_article, parked_queue, use_provider, wait_done
 from tests.test_prompts import HOSTILE
 
 
@@ -30,7 +30,7 @@ def test_hostile_templates_are_refused_at_save_naming_the_placeholder(api, templ
 @pytest.mark.parametrize("template", ["{post_title.__class__.__init__.__globals__}", "{image_prompt[0]}", "{foo}"])
 def test_a_hostile_template_forced_into_the_database_fails_the_image_without_a_call(api, worker, fake_openai,
                                                                                       template):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     with db.connection_context():
         AIPrompt.create(account=factories.account_id("A"), prompt_type="image_prompt_template", prompt_value=template)
     ids = new_article(("Anything",))
@@ -44,7 +44,7 @@ def test_a_hostile_template_forced_into_the_database_fails_the_image_without_a_c
 
 @pytest.mark.worker
 def test_a_title_with_braces_is_inserted_literally(api, worker, fake_openai):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     with db.connection_context():
         _, ids = factories.article(factories.account_id("A"), title="Braces {image_type.__class__}",
                                    prompts=("x",))
@@ -61,7 +61,7 @@ def test_a_forged_job_for_account_a_naming_bs_image_does_nothing(personas, redis
     a_ids = new_article(account="A")
     with db.connection_context():
         task = start_task("generate_images_from_prompts", {"ids": a_ids[:1]}, a,
-                          queue=_NoQueue())
+                          queue=parked_queue(redis_conn))
         # B's image claimed by nobody; a job for A's task names it.
         Images.update(task_id=task["task_id"], status="queued").where(Images.id == b_ids[0]).execute()
     result = run_ai_item(task["task_id"], "generate_images_from_prompts", b_ids[0], a)
@@ -76,23 +76,17 @@ def test_as_job_never_uses_bs_key(personas, redis_conn, fake_openai):
     with db.connection_context():
         a, b = factories.account_id("A"), factories.account_id("B")
     with FakeOpenAI(api_key="sk-b-only") as b_fake:
-        factories.settings(a, provider="openai", model="gpt-image-1", api_key=fake_openai.api_key,
+        factories.settings(a, provider="openai", model="gpt-image-2", api_key=fake_openai.api_key,
                            base_url=fake_openai.base_url)
-        factories.settings(b, provider="openai", model="gpt-image-1", api_key="sk-b-only", base_url=b_fake.base_url)
+        factories.settings(b, provider="openai", model="gpt-image-2", api_key="sk-b-only", base_url=b_fake.base_url)
         ids = new_article(("Only A's key",))
         with db.connection_context():
-            task = start_task("generate_images_from_prompts", {"ids": ids}, a, queue=_NoQueue())
+            task = start_task("generate_images_from_prompts", {"ids": ids}, a, queue=parked_queue(redis_conn))
         run_ai_item(task["task_id"], "generate_images_from_prompts", ids[0], a)
         assert b_fake.call_count == 0
         assert fake_openai.calls[0].headers["Authorization"] == f"Bearer {fake_openai.api_key}"
     assert factories.image(ids[0]).status == "generated"
 
-
-class _NoQueue:
-    """Takes the parent job without running it: these tests drive the item job themselves."""
-
-    def enqueue(self, *args, **kwargs):
-        return None
 
 
 JSON_VALUES = st.recursive(

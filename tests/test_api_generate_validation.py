@@ -77,9 +77,32 @@ def test_an_invalid_model_stored_in_settings_is_a_400(api, a_ids, redis_conn):
 
 
 def test_openai_without_a_key_is_a_400(api, a_ids):
-    factories.settings(factories.image(a_ids[0]).account_id, provider="openai", model="dall-e-3")
+    factories.settings(factories.image(a_ids[0]).account_id, provider="openai", model="gpt-image-2")
     response = api.post(GENERATE, json={"ids": a_ids})
     assert response.status_code == 400 and "API key" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("model, date, replacement", [("dall-e-3", "2026-05-12", "gpt-image-2.6-sunburst"),
+                                                      ("gpt-image-1-mini", "2026-12-01", "gpt-image-2.6-flare")])
+def test_a_retired_model_is_refused_before_any_call_naming_its_replacement(api, a_ids, redis_conn, fake_openai, model,
+                                                                          date, replacement):
+    with db.connection_context():
+        from models import IntegrationSettings
+        factories.settings(factories.image(a_ids[0]).account_id, provider="openai", model="gpt-image-2",
+                           api_key=fake_openai.api_key, base_url=fake_openai.base_url)
+        row = IntegrationSettings.get()
+        row.config = {**row.config, "model": model}  # saved before OpenAI shut the model down
+        row.save()
+    before = queued_jobs(redis_conn)
+    response = api.post(GENERATE, json={"ids": a_ids})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert model in error and date in error and replacement in error, error
+    assert queued_jobs(redis_conn) == before and fake_openai.call_count == 0
+    assert [i.status for i in factories.images(a_ids)] == ["pending"] * 3
+    shown = api.get("/v1/system/settings/integrations/image_generation/").get_json()
+    assert shown["model"] == model  # the row is not rewritten behind the account's back
+    assert shown["model_status"] == {"state": "retired", "shutdown_date": date, "replacement": replacement}
 
 
 def test_another_accounts_ids_answer_like_missing_ones(app, personas, a_ids, redis_conn):

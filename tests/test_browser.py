@@ -221,9 +221,9 @@ def test_an_unsafe_template_fails_the_images_and_retry_after_fixing_it_on_the_pr
 def test_settings_save_re_renders_models_and_keeps_the_key_masked(page, account):
     page.goto("/settings/integrations/image-generation")
     page.get_by_label("Provider").select_option("openai")
-    page.wait_for_selector("#model option[value='dall-e-3']", state="attached")
+    page.wait_for_selector("#model option[value='gpt-image-2']", state="attached")
     assert "placeholder-v1" not in page.locator("#model").inner_html()
-    page.get_by_label("Model").select_option("dall-e-3")
+    page.get_by_label("Model").select_option("gpt-image-2")
     page.get_by_label("API key").fill("sk-browser-secret-wxyz")
     page.get_by_label("In-article images").fill("9")
     page.locator("#save-settings").click()
@@ -240,11 +240,11 @@ def test_settings_save_re_renders_models_and_keeps_the_key_masked(page, account)
     page.reload()
     assert "sk-browser-secret" not in page.content()
     assert page.get_by_label("API key").input_value() == ""
-    assert page.get_by_label("Model").input_value() == "dall-e-3"
+    assert page.get_by_label("Model").input_value() == "gpt-image-2"
     with db.connection_context():
         saved = image_settings.public_view(image_settings.settings_row(account))
     assert (saved["provider"], saved["model"], saved["api_key_last4"], saved["max_in_article_images"]) == \
-        ("openai", "dall-e-3", "wxyz", 4)
+        ("openai", "gpt-image-2", "wxyz", 4)
 
 
 def test_the_prompts_page_refuses_an_unsafe_placeholder_by_name(page, account):

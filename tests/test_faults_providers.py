@@ -8,10 +8,11 @@ import threading
 import pytest
 from PIL import Image
 
-from tests import ledger
+from tests import factories, ledger
 from tests.api_helpers import ApiClient
 from tests.conftest import WorkerProcess
 from tests.fakes.faults import Fault
+from tests.fakes.openai_server import FakeOpenAICompatible
 from tests.flow import generate, new_article, use_provider, wait_done
 
 pytestmark = pytest.mark.worker
@@ -35,8 +36,8 @@ def api(client, personas, fast_timeout_worker, redis_conn, monkeypatch):
     return ApiClient(client, personas.owner)
 
 
-def one_image_fails(api, fake, model, fault, reason, *, calls=None):
-    use_provider(api, "openai", model, fake)
+def one_image_fails(api, fake, model, fault, reason, *, calls=None, provider="openai"):
+    use_provider(api, provider, model, fake)
     fake.set_fault(fault)
     ids = new_article(("A picture that will not arrive",))
     final = wait_done(api, generate(api, ids), timeout=90)
@@ -53,61 +54,63 @@ def one_image_fails(api, fake, model, fault, reason, *, calls=None):
 
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_server_errors_are_retried_then_fail_with_the_reason(api, fake_openai, fast_timeout_worker, status):
-    one_image_fails(api, fake_openai, "gpt-image-1", Fault("server_error", status=status), "OpenAI", calls=3)
+    one_image_fails(api, fake_openai, "gpt-image-2", Fault("server_error", status=status), "OpenAI", calls=3)
     assert fast_timeout_worker.process.poll() is None
 
 
-def test_a_read_timeout_is_retried_then_fails(api, fake_openai):
-    one_image_fails(api, fake_openai, "gpt-image-1", Fault("timeout", delay=5), "did not answer", calls=3)
+def test_a_read_timeout_is_not_retried_and_is_recorded_as_maybe_charged(api, fake_openai):
+    # The provider had the request and may still finish and bill it: a blind retry could pay twice.
+    image = one_image_fails(api, fake_openai, "gpt-image-2", Fault("timeout", delay=5),
+                            "did not answer within 2 s; the provider may still have made the image", calls=1)
+    assert factories.image(image["id"]).charge_uncertain is True
 
 
 def test_a_body_that_never_ends_fails_within_the_deadline(api, fake_openai, fast_timeout_worker):
-    one_image_fails(api, fake_openai, "gpt-image-1", Fault("never_ending_body"), "OpenAI")
+    one_image_fails(api, fake_openai, "gpt-image-2", Fault("never_ending_body"), "OpenAI")
     assert fast_timeout_worker.process.poll() is None
 
 
 def test_a_huge_body_is_cut_off_and_memory_stays_bounded(api, fake_openai, fast_timeout_worker):
-    one_image_fails(api, fake_openai, "gpt-image-1", Fault("huge_body", size=80 * 1024 * 1024), "OpenAI")
+    one_image_fails(api, fake_openai, "gpt-image-2", Fault("huge_body", size=80 * 1024 * 1024), "OpenAI")
     with open(f"/proc/{fast_timeout_worker.process.pid}/status") as fh:
         rss_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
     assert rss_kb < 400 * 1024  # the worker process never held the body
 
 
 def test_a_reset_connection_is_retried_then_fails(api, fake_openai):
-    one_image_fails(api, fake_openai, "gpt-image-1", "reset", "OpenAI", calls=3)
+    one_image_fails(api, fake_openai, "gpt-image-2", "reset", "OpenAI", calls=3)
 
 
-def test_insufficient_quota_is_not_retried_and_says_quota_exhausted(api, fake_openai):
-    one_image_fails(api, fake_openai, "gpt-image-1", "insufficient_quota", "quota exhausted", calls=1)
-
-
-def test_moderation_refusal_is_not_retried_and_shows_the_reason(api, fake_openai):
-    one_image_fails(api, fake_openai, "gpt-image-1", "moderation_blocked", "moderation", calls=1)
-
-
-def test_content_policy_refusal_is_not_retried(api, fake_openai):
-    one_image_fails(api, fake_openai, "dall-e-3", "content_policy", "content policy", calls=1)
+@pytest.mark.parametrize("fault, reason", [
+    ("insufficient_quota", "no credit left (insufficient_quota). Add credit in OpenAI's billing settings, then retry"),
+    ("billing_hard_limit", "(billing_hard_limit_reached). Add credit or raise the limit"),
+    ("moderation_blocked", "safety system refused this image (violence). Edit the prompt"),
+    ("model_not_found", "does not exist any more or this key cannot use it (model_not_found). Choose another model"),
+])
+def test_each_refusal_is_not_retried_and_says_what_to_do(api, fake_openai, fault, reason):
+    one_image_fails(api, fake_openai, "gpt-image-2", fault, reason, calls=1)
 
 
 def test_a_200_without_an_image(api, fake_openai):
-    one_image_fails(api, fake_openai, "gpt-image-1", "no_image", "without an image", calls=1)
+    one_image_fails(api, fake_openai, "gpt-image-2", "no_image", "without an image", calls=1)
 
 
 def test_invalid_base64(api, fake_openai):
-    one_image_fails(api, fake_openai, "gpt-image-1", "invalid_base64", "base64")
+    one_image_fails(api, fake_openai, "gpt-image-2", "invalid_base64", "base64")
 
 
 @pytest.mark.parametrize("kind,reason", [("html", "HTML"), ("svg", "SVG"), ("pdf", "PDF")])
 def test_non_image_bytes_are_refused_by_name(api, fake_openai, kind, reason):
-    one_image_fails(api, fake_openai, "dall-e-3", Fault("non_image", image=kind), reason)
+    one_image_fails(api, fake_openai, "gpt-image-2", Fault("non_image", image=kind), reason)
 
 
 def test_a_truncated_image(api, fake_openai):
-    one_image_fails(api, fake_openai, "dall-e-3", "truncated_image", "truncated")
+    one_image_fails(api, fake_openai, "gpt-image-2", "truncated_image", "truncated")
 
 
-def test_an_expired_url(api, fake_openai):
-    one_image_fails(api, fake_openai, "dall-e-3", "expired_url", "expired")
+def test_an_expired_url_from_a_compatible_server(api):
+    with FakeOpenAICompatible() as server:
+        one_image_fails(api, server, "flux-local", "expired_url", "expired", provider="openai_compatible")
 
 
 def test_a_decompression_bomb(api, fake_openai, tmp_path, fast_timeout_worker):
@@ -115,8 +118,8 @@ def test_a_decompression_bomb(api, fake_openai, tmp_path, fast_timeout_worker):
     Image.new("1", (9000, 9000)).save(bomb)  # 81 MP of zeros: a few KB on disk
     url = fake_openai.store_file("bomb.png", bomb.read_bytes(), "image/png")
     body = json.dumps({"created": 1, "data": [{"url": url}]}).encode()
-    one_image_fails(api, fake_openai, "dall-e-3", Fault("raw", status=200, body=body, content_type="application/json"),
-                    "too large")
+    one_image_fails(api, fake_openai, "gpt-image-2",
+                    Fault("raw", status=200, body=body, content_type="application/json"), "too large")
     assert fast_timeout_worker.process.poll() is None
 
 
@@ -157,7 +160,7 @@ def test_provider_urls_to_other_hosts_are_refused_before_connecting(api, fake_op
     try:
         url = target.format(canary=canary.port)
         body = json.dumps({"created": 1, "data": [{"url": url}]}).encode()
-        one_image_fails(api, fake_openai, "dall-e-3", Fault("raw", status=200, body=body,
+        one_image_fails(api, fake_openai, "gpt-image-2", Fault("raw", status=200, body=body,
                                                             content_type="application/json"), "image")
         assert canary.hits == 0
         ledger.bad_input("provider URL to a forbidden target")

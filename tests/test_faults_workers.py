@@ -43,7 +43,7 @@ def settle(ids, fake=None, allowed_calls=1):
 
 
 def test_kill_the_whole_worker_while_another_is_alive(api, fake_openai, redis_conn):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     fake_openai.set_latency(1.0)
     ids = [i for n in range(3) for i in new_article(tuple(f"Article {n} picture {k}" for k in range(4)))][:10]
     workers = {w.name: w for w in (WorkerProcess("doomed"), WorkerProcess("survivor"))}
@@ -89,7 +89,7 @@ def test_kill_the_whole_worker_while_another_is_alive(api, fake_openai, redis_co
 
 
 def test_warm_shutdown_finishes_the_current_image_and_the_next_worker_does_the_rest(api, fake_openai, redis_conn):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     fake_openai.set_latency(1.0)
     ids = new_article(("Warm one", "Warm two", "Warm three", "Warm four"))
     first = WorkerProcess("warm-first")
@@ -112,7 +112,7 @@ def test_warm_shutdown_finishes_the_current_image_and_the_next_worker_does_the_r
 
 
 def test_a_job_that_outlives_its_timeout_fails_with_timed_out_and_can_be_retried(api, fake_openai, redis_conn):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     fake_openai.set_latency(6)
     ids = new_article(("Slow picture",))
     worker = WorkerProcess("short-timeout", extra_env={"IMAGE_JOB_TIMEOUT": "3"})
@@ -136,7 +136,7 @@ def test_a_job_that_outlives_its_timeout_fails_with_timed_out_and_can_be_retried
 
 
 def test_a_poison_image_that_kills_its_process_every_time_ends_failed(api, fake_openai, redis_conn):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     fake_openai.set_latency(2)
     ids = new_article(("Poison picture",))
     worker = WorkerProcess("poison")
@@ -190,7 +190,7 @@ def test_a_lost_job_is_enqueued_again_and_given_up_after_three_attempts(api, red
 
 
 def test_redis_lost_mid_task_is_recovered_by_the_sweep(api, fake_openai, redis_conn, personas):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     fake_openai.set_latency(0.5)
     ids = new_article(("Redis one", "Redis two", "Redis three"))
     worker = WorkerProcess("redis-loss")
@@ -218,7 +218,7 @@ def test_redis_lost_mid_task_is_recovered_by_the_sweep(api, fake_openai, redis_c
 def test_a_dropped_database_connection_after_the_provider_answered_saves_once(api, fake_openai):
     """The connection drops twice: during the provider call (the call's job) and during the download
     (the SAVE job, which then stores and records the image on a new connection)."""
-    use_provider(api, "openai", "dall-e-3", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     ids = new_article(("Dropped connection",))
 
     dropped = []
@@ -272,7 +272,7 @@ def test_jobs_are_enqueued_only_after_the_claim_is_committed(personas, redis_con
 
 
 def test_requeue_of_a_generated_images_job_makes_no_call(api, fake_openai, redis_conn, own_queue):
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     ids = new_article(("Already done",))
     worker = WorkerProcess("requeue-generated")
     try:
@@ -298,7 +298,7 @@ def test_regenerate_makes_one_new_call_and_replaces_the_file_only_after_storing(
     from config import load_config
     from jobs.storage import get_storage
 
-    use_provider(api, "openai", "gpt-image-1", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     ids = new_article(("Make me once",))
     worker = WorkerProcess("regenerate")
     storage = get_storage(load_config())

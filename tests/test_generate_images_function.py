@@ -47,7 +47,9 @@ def test_messages_count_images():
 
 def test_validate_keeps_pending_images_with_prompts(a, conn):
     _, ids = factories.article(a)
-    assert fn.validate({"ids": ids}, a) == {"ids": ids, "skipped": [], "regenerate": False}
+    validated = fn.validate({"ids": ids}, a)
+    assert (validated["ids"], validated["skipped"], validated["regenerate"]) == (ids, [], False)
+    assert validated["limits"].key == f"{a}:placeholder"  # the key a new request unblocks
 
 
 def test_validate_refuses_ids_of_another_account_like_missing_ones(a, conn):
@@ -97,10 +99,14 @@ def test_build_prompt_fills_the_template_and_picks_the_size(a, conn):
     call = fn.build_prompt({**data, "item": data["items"][0]}, a)
     assert call.method == "generate_image"
     assert call.kwargs["prompt"] == "realistic | Tea & {image_type.__class__} | A lighthouse at dusk"
-    assert call.kwargs["size"] == "1536x1024"  # featured: landscape
+    assert call.kwargs["size"] == "1536x864"  # featured: 16:9 by default
     assert call.kwargs["function_name"] == "generate_images_from_prompts"
-    square = fn.build_prompt({**data, "item": data["items"][1]}, a)
-    assert square.kwargs["size"] == "1024x1024"
+    assert (call.kwargs["output_format"], call.kwargs["output_compression"]) == ("png", None)  # PNG is lossless
+    in_article = fn.build_prompt({**data, "item": data["items"][1]}, a)
+    assert in_article.kwargs["size"] == "1536x1024"  # in-article: 3:2 by default
+    factories.settings(a, sizes={"in_article": "1024x1024"})
+    data = fn.prepare({"ids": ids}, a)
+    assert fn.build_prompt({**data, "item": data["items"][1]}, a).kwargs["size"] == "1024x1024"
 
 
 def test_build_prompt_uses_the_meta_title_when_there_is_no_title(a, conn):
@@ -122,7 +128,7 @@ def test_build_prompt_refuses_an_unsafe_template_forced_into_the_database(a, con
 
 
 def test_parse_response_takes_url_or_bytes_and_refuses_neither():
-    parsed = fn.parse_response({"url": "https://x/y.png", "bytes": None, "revised_prompt": "r", "cost": Decimal("0.04"),
+    parsed = fn.parse_response({"url": "https://x/y.png", "bytes": None, "request_id": "r", "cost": Decimal("0.04"),
                                 "download_hosts": ("x",)})
     assert parsed["url"] == "https://x/y.png" and parsed["cost"] == Decimal("0.04")
     with pytest.raises(AIFunctionError, match="without an image"):
@@ -139,7 +145,9 @@ def test_save_output_stores_the_bytes_then_marks_generated(a, conn):
     data = fn.prepare({"ids": ids[:1]}, a)
     data = {**data, "item": data["items"][0], "task_id": "t1"}
     call = fn.build_prompt(data, a)
-    parsed = fn.parse_response(AICore().generate_image(**call.kwargs))
+    response = AICore().generate_image(**call.kwargs)
+    fn.record_answer(ids[0], "t1", a, response)
+    parsed = fn.parse_response(response)
     result = fn.save_output(parsed, data, a)
     assert result["count"] == 1
     image = factories.image(ids[0])

@@ -21,7 +21,7 @@ def api(client, personas, redis_conn):
 
 
 def test_progress_shows_each_image_moving_while_the_provider_works(api, worker, fake_openai):
-    use_provider(api, "openai", "dall-e-3", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     fake_openai.set_latency(2.5)
     ids = new_article(("First picture", "Second picture"))
     task_id = api.post(GENERATE, json={"ids": ids}).get_json()["task_id"]
@@ -46,7 +46,7 @@ def test_progress_shows_each_image_moving_while_the_provider_works(api, worker, 
 
 def test_killing_the_work_horse_mid_call_fails_that_image_and_the_chain_goes_on(api, fake_openai, redis_conn,
                                                                                 own_queue):
-    use_provider(api, "openai", "dall-e-3", fake_openai)
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
     fake_openai.set_latency(3)
     ids = new_article(("Doomed picture", "Next picture"))
     own = WorkerProcess("kill-horse")

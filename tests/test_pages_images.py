@@ -86,12 +86,12 @@ def test_generated_images_show_a_thumbnail_linked_to_full_size_with_cost_provide
     content, ids = factories.article(a)
     with db.connection_context():
         Images.update(status="generated", image_url=f"/media/images/{ids[0]}.webp?v=abc", provider="openai",
-                      model="dall-e-3", cost=0.04, image_format="webp").where(Images.id == ids[0]).execute()
+                      model="gpt-image-2", cost=0.04, image_format="webp").where(Images.id == ids[0]).execute()
         Images.update(status="failed", error="OpenAI rejected the prompt.").where(Images.id == ids[1]).execute()
     block = section(owner.get(PAGE).get_data(as_text=True), f"article-{content.id}")
     card = section(block, f"image-{ids[0]}")
     assert f'<a href="/media/images/{ids[0]}.webp?v=abc"' in card and "<img" in card
-    assert "$0.04" in card and "openai" in card and "dall-e-3" in card and "Regenerate" in card
+    assert "$0.04" in card and "openai" in card and "gpt-image-2" in card and "Regenerate" in card
     failed = section(block, f"image-{ids[1]}")
     assert "OpenAI rejected the prompt." in failed and "<img" not in failed
     retry = block[block.index(f'id="retry-{content.id}"') - 600:block.index(f'id="retry-{content.id}"')]

@@ -9,7 +9,7 @@ from tests.page_helpers import Staff, section
 
 PAGE = "/settings/integrations/image-generation"
 MODELS = PAGE + "/models"
-VALID = {"provider": "openai", "model": "dall-e-3", "api_key": "", "base_url": "", "image_type": "artistic",
+VALID = {"provider": "openai", "model": "gpt-image-2", "api_key": "", "base_url": "", "image_type": "artistic",
          "max_in_article_images": "4", "image_format": "png", "desktop_enabled": "on", "is_active": "on"}
 
 
@@ -41,7 +41,7 @@ def test_saving_stores_every_field_and_keeps_the_key_encrypted_and_masked(owner)
     assert "Settings saved." in html and "Set, ends in <strong>abcd</strong>" in html
     assert "sk-live-secret" not in html
     view = saved_view()
-    assert view == {**view, "provider": "openai", "model": "dall-e-3", "image_type": "artistic",
+    assert view == {**view, "provider": "openai", "model": "gpt-image-2", "image_type": "artistic",
                     "max_in_article_images": 4, "image_format": "png", "desktop_enabled": True,
                     "mobile_enabled": False, "is_active": True, "api_key_set": True, "api_key_last4": "abcd"}
     with db.connection_context():
@@ -92,9 +92,9 @@ def test_the_form_keeps_what_was_typed_when_it_is_refused(owner):
 def test_the_model_select_offers_only_the_chosen_providers_models(owner):
     html = owner.get(MODELS + "?provider=runware", htmx=True).get_data(as_text=True)
     field = section(html, "model-field")
-    assert "runware:100@1" in field and "dall-e-3" not in field and "placeholder-v1" not in field
+    assert "runware:100@1" in field and "gpt-image-2" not in field and "placeholder-v1" not in field
     openai = section(owner.get(MODELS + "?provider=openai", htmx=True).get_data(as_text=True), "model-field")
-    assert "dall-e-3" in openai and "runware" not in openai and "needs an API key" in openai
+    assert "gpt-image-2" in openai and "runware" not in openai and "needs an API key" in openai
     assert owner.get(MODELS + "?provider=nope", htmx=True).status_code == 400
 
 

@@ -45,7 +45,7 @@ def test_release_web_and_worker_start_and_serve(tmp_path, redis_conn, database):
         def healthy():
             try:
                 return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused while booting, or slow to answer under load
                 return False
 
         wait_for(healthy, timeout=30, message="gunicorn to serve /healthz")

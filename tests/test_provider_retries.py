@@ -22,9 +22,8 @@ class Sleeps(list):
 
 def generate_with_retries(server, provider=None, prompt="a lighthouse at dusk", timeout=(2, 10), **options):
     provider = provider or OpenAIProvider()
-    model = next(iter(provider.models)) if isinstance(provider, RunwareProvider) else "gpt-image-1"
-    width, height = provider.size_for(model, "square")
-    request = ImageRequest(prompt, model, width, height)
+    model = next(iter(provider.models)) if isinstance(provider, RunwareProvider) else "gpt-image-2"
+    request = ImageRequest(prompt, model, 1024, 1024)
     credentials = Credentials(server.api_key, server.base_url)
     return call_with_retries(lambda: provider.generate(request, credentials, timeout=timeout), **options)
 
@@ -125,11 +124,12 @@ def test_it_retries_server_errors_and_broken_connections(fake_openai):
     assert len(sleeps) == 3 and fake_openai.call_count == 4
 
 
-def test_it_retries_a_timeout(fake_openai):
+def test_it_never_retries_a_read_timeout_the_provider_may_have_billed(fake_openai):
     fake_openai.script(Fault("timeout", delay=3))
     sleeps = Sleeps()
-    assert generate_with_retries(fake_openai, sleep=sleeps, timeout=(2, 0.3)).data
-    assert len(sleeps) == 1 and fake_openai.call_count == 2
+    with pytest.raises(ProviderError) as caught:
+        generate_with_retries(fake_openai, sleep=sleeps, timeout=(2, 0.3))
+    assert caught.value.maybe_charged and sleeps == [] and fake_openai.call_count == 1
 
 
 def test_it_raises_the_last_error_after_max_attempts(fake_openai):
@@ -140,8 +140,8 @@ def test_it_raises_the_last_error_after_max_attempts(fake_openai):
     assert not caught.value.permanent and len(sleeps) == 2 and fake_openai.call_count == 3
 
 
-@pytest.mark.parametrize("fault", ["content_policy", "moderation_blocked", "insufficient_quota", "unauthorized",
-                                   "invalid_base64", "no_image"])
+@pytest.mark.parametrize("fault", ["moderation_blocked", "insufficient_quota", "billing_hard_limit", "model_not_found",
+                                   "permission_denied", "unauthorized", "invalid_base64", "no_image"])
 def test_it_does_not_retry_a_permanent_error(fake_openai, fault):
     fake_openai.script(fault, fault)
     sleeps = Sleeps()
@@ -165,12 +165,12 @@ def test_on_retry_hears_each_retry_before_the_wait():
 
 
 def test_each_image_is_one_call_when_nothing_fails(fake_openai):
-    fake_openai.on_prompt("forbidden", "content_policy")
+    fake_openai.on_prompt("forbidden", "moderation_blocked")
     for prompt in ("a cat", "a dog", "a forbidden thing", "a bird"):
         try:
             generate_with_retries(fake_openai, prompt=prompt, sleep=Sleeps())
         except ProviderError as error:
-            assert error.permanent and "content policy" in error.message
+            assert error.permanent and "safety system refused" in error.message
     assert fake_openai.prompt_counts() == {"a cat": 1, "a dog": 1, "a forbidden thing": 1, "a bird": 1}
 
 

@@ -6,25 +6,24 @@ import pytest
 from PIL import Image
 
 from jobs.providers import PROVIDERS, get_provider
-from jobs.providers.base import ORIENTATIONS, Credentials, ImageProvider, ImageRequest, ProviderError
+from jobs.providers.base import Credentials, ImageProvider, ImageRequest, ProviderError
+from jobs.providers.catalog import PRESETS, SizeRule
 from jobs.providers.placeholder import PlaceholderProvider
 
 PROVIDER = PlaceholderProvider()
 
 
-def make_request(prompt="a lighthouse at dusk", orientation="landscape"):
-    width, height = PROVIDER.size_for("placeholder-v1", orientation)
-    return ImageRequest(prompt, "placeholder-v1", width, height)
+def make_request(prompt="a lighthouse at dusk", size=(1536, 1024)):
+    return ImageRequest(prompt, "placeholder-v1", *size)
 
 
 def picture(image) -> Image.Image:
     return Image.open(io.BytesIO(image.data))
 
 
-@pytest.mark.parametrize("orientation, size", [("square", (1024, 1024)), ("landscape", (1536, 1024)),
-                                               ("portrait", (1024, 1536))])
-def test_it_renders_a_png_at_the_requested_size(orientation, size):
-    image = PROVIDER.generate(make_request(orientation=orientation), Credentials(None), timeout=(1, 1))
+@pytest.mark.parametrize("size", [(1024, 1024), (1536, 864), (864, 1536), (1536, 800)])
+def test_it_renders_a_png_at_the_requested_size(size):
+    image = PROVIDER.generate(make_request(size=size), Credentials(None), timeout=(1, 1))
     assert (picture(image).format, picture(image).size) == ("PNG", size)
     assert image.url is None and image.cost == Decimal("0")
 
@@ -56,21 +55,24 @@ def test_it_is_fast_even_for_the_longest_prompt():
 
 
 def test_it_refuses_a_size_it_does_not_offer():
-    with pytest.raises(ProviderError, match="cannot make 1000x1000") as caught:
+    with pytest.raises(ProviderError, match="1000x1000: width and height must be multiples of 16") as caught:
         PROVIDER.generate(ImageRequest("a cat", "placeholder-v1", 1000, 1000), None)
     assert caught.value.permanent
 
 
 def test_the_registry_holds_each_provider_by_its_name():
-    assert set(PROVIDERS) == {"placeholder", "openai", "runware"}
+    assert set(PROVIDERS) == {"placeholder", "openai", "runware", "openai_compatible"}
     for name, provider in PROVIDERS.items():
         assert isinstance(provider, ImageProvider) and provider.name == name and get_provider(name) is provider
         for spec in provider.models.values():
-            assert set(spec.sizes) == set(ORIENTATIONS)
+            assert isinstance(spec.size_rule, SizeRule)
+            # every preset of every model is a size the model's own rule accepts
+            assert all(spec.size_rule.problem(*spec.size_rule.preset(p)) is None for p in PRESETS)
 
 
 def test_an_unknown_provider_is_a_permanent_readable_error():
     with pytest.raises(ProviderError) as caught:
         get_provider("midjourney")
     assert caught.value.permanent
-    assert caught.value.message == "Unknown image provider 'midjourney'; choose one of: placeholder, openai, runware."
+    assert caught.value.message == ("Unknown image provider 'midjourney'; choose one of: placeholder, openai, runware, "
+                                    "openai_compatible.")

@@ -49,7 +49,7 @@ def _database_dump() -> str:
 @pytest.mark.worker
 def test_a_rejected_key_never_appears_anywhere(client, personas, worker, fake_openai, redis_conn):
     api = ApiClient(client, personas.owner)
-    api.put(SETTINGS, json={"provider": "openai", "model": "dall-e-3", "api_key": SECRET,
+    api.put(SETTINGS, json={"provider": "openai", "model": "gpt-image-2", "api_key": SECRET,
                             "base_url": fake_openai.base_url})
     fake_openai.set_fault("unauthorized")
     ids = new_article()

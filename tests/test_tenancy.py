@@ -10,15 +10,11 @@ from jobs.tasks import run_ai_item, start_task
 from models import AITaskLog, Images, db
 from tests import factories, ledger
 from tests.api_helpers import ApiClient
+from tests.flow import parked_queue
 from tests.page_helpers import Staff
 
 MISSING_ID = 987654
 MISSING_TASK = "f" * 32
-
-
-class _Parked:
-    def enqueue(self, *args, **kwargs):
-        return None
 
 
 @pytest.fixture
@@ -30,7 +26,7 @@ def owned(personas, redis_conn):
     factories.settings(factories.account_id("B"), provider="placeholder")
     content, ids = factories.article(a, prompts=("Owned picture", "Another"))
     with db.connection_context():
-        task = start_task("generate_images_from_prompts", {"ids": ids[:1]}, a, queue=_Parked())
+        task = start_task("generate_images_from_prompts", {"ids": ids[:1]}, a, queue=parked_queue(redis_conn))
     run_ai_item(task["task_id"], "generate_images_from_prompts", ids[0], a)  # inline: saves inline too
     image = factories.image(ids[0])
     assert image.status == "generated" and image.file_path

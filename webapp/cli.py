@@ -10,7 +10,7 @@ from webapp import accounts, demo
 
 
 def init_app(app):
-    for command in (seed_demo, create_user, create_token, generate_images, rotate_keys):
+    for command in (seed_demo, create_user, create_token, generate_images, rotate_keys, check_models):
         app.cli.add_command(command)
 
 
@@ -109,3 +109,16 @@ def rotate_keys():
     with db.connection_context():
         count = image_settings.rotate_keys()
     click.echo(f"Re-encrypted {count} stored API key(s).")
+
+
+@click.command("check-models")
+@with_appcontext
+def check_models():
+    """Read each OpenAI account's model list and keep the shutdown dates it announces."""
+    from jobs import model_check
+
+    with db.connection_context():
+        report = model_check.check_all()
+    for account_id, summary in report:
+        click.echo(f"  account {account_id}: {summary}")
+    click.echo(f"{len(report)} account(s) checked.")

@@ -4,13 +4,15 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 
 from jobs import image_settings
 from jobs.providers import PROVIDERS
+from jobs.providers.catalog import parse_size
 from webapp.htmx import install_error_handlers, is_htmx, message, toast
 
 bp = Blueprint("settings_page", __name__, url_prefix="/settings/integrations")
 install_error_handlers(bp)
 
 TEXT_FIELDS = ("provider", "model", "base_url", "image_type", "max_in_article_images", "image_format",
-               "max_concurrent_calls", "calls_per_minute")
+               "max_concurrent_calls", "calls_per_minute", "quality", "background", "price_per_image")
+PLACEMENT_LABELS = {"featured": "Featured", "in_article": "In-article", "desktop": "Desktop", "mobile": "Mobile"}
 # Unticked checkboxes are not sent at all, so a missing flag means "off".
 FLAGS = ("desktop_enabled", "mobile_enabled", "is_active")
 
@@ -27,6 +29,9 @@ def image_generation():
     # A field missing from the post keeps its value; a blank limit field means "auto" / "no limit".
     submitted = {name: request.form[name].strip() for name in TEXT_FIELDS if name in request.form}
     submitted.update({name: name in request.form for name in FLAGS})
+    sizes = _submitted_sizes(request.form)
+    if sizes is not None:
+        submitted["sizes"] = sizes
     view, errors = image_settings.save(g.account_id, {**submitted, "api_key": request.form.get("api_key", "")})
     if errors:
         # Show what was typed, next to what was wrong with it; the key itself is never echoed.
@@ -42,18 +47,46 @@ def image_generation():
 
 @bp.get("/image-generation/models")
 def models():
-    """The model field for one provider, so the select only ever offers that provider's models."""
-    provider = request.args.get("provider", "")
-    if provider not in PROVIDERS:
-        return message(f"Unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}.", 400)
+    """The model and what depends on it, for one provider and model: only what that model takes is offered.
+    Sizes typed so far are kept where the model takes them, else its defaults are shown."""
+    provider_name = request.args.get("provider", "")
+    provider = PROVIDERS.get(provider_name)
+    if provider is None:
+        return message(f"Unknown provider {provider_name!r}; choose one of: {', '.join(PROVIDERS)}.", 400)
     saved = image_settings.public_view(image_settings.settings_row(g.account_id))
-    model = saved["model"] if saved["provider"] == provider else next(iter(PROVIDERS[provider].models))
-    return render_template("settings/_model_field.html", **_form_context({**saved, "provider": provider,
-                                                                        "model": model}, saved, {}))
+    model = request.args.get("model", "")
+    if image_settings.spec_or_none(provider, model) is None:
+        model = saved["model"] if saved["provider"] == provider_name else next(iter(provider.offered_models()), "")
+    spec = image_settings.spec_or_none(provider, model)
+    typed = _submitted_sizes(request.args) or {}
+    sizes = {placement: size if spec and _fits(spec, size) else None for placement, size in typed.items()}
+    form = {**saved, "provider": provider_name, "model": model,
+            "sizes": image_settings.effective_sizes({"sizes": {k: v for k, v in sizes.items() if v}}, spec),
+            "quality": request.args.get("quality") or saved["quality"],
+            "background": request.args.get("background") or saved["background"],
+            "price_per_image": request.args.get("price_per_image", saved["price_per_image"])}
+    return render_template("settings/_model_field.html", **_form_context(form, saved, {}))
+
+
+def _submitted_sizes(values) -> dict | None:
+    names = [f"size_{placement}" for placement in image_settings.PLACEMENTS]
+    if not any(name in values for name in names):
+        return None
+    return {placement: values.get(f"size_{placement}", "").strip() for placement in image_settings.PLACEMENTS
+            if f"size_{placement}" in values}
+
+
+def _fits(spec, text) -> bool:
+    size = parse_size(text)
+    return size is not None and spec.size_rule.problem(*size) is None
 
 
 def _form_context(form: dict, saved: dict, errors: dict) -> dict:
     provider = PROVIDERS.get(form.get("provider"))
+    spec = image_settings.spec_or_none(provider, form.get("model")) if provider else None
+    status = None
+    if spec is not None:
+        status = image_settings.model_status(g.account_id, provider.name, spec).as_dict()
     return {
         "form": form,
         "saved": saved,
@@ -61,6 +94,12 @@ def _form_context(form: dict, saved: dict, errors: dict) -> dict:
         "providers": PROVIDERS,
         "provider": provider,
         "models": provider.models if provider else {},
+        "spec": spec,
+        "model_status": status,
+        "model_label": f"{provider.label} {spec.label} ({spec.name})" if spec else "",
+        "placements": image_settings.PLACEMENTS,
+        "placement_labels": PLACEMENT_LABELS,
+        "defaults": {p: "{}x{}".format(*spec.default_size(p)) for p in image_settings.PLACEMENTS} if spec else {},
         "image_types": image_settings.IMAGE_TYPES,
         "formats": image_settings.FORMATS,
     }

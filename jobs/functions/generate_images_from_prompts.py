@@ -2,18 +2,16 @@
 
 import logging
 
-from peewee import Case
+from peewee import Case, fn
 
 from config import load_config
 from jobs import image_settings
 from jobs.base import AICall, BaseAIFunction
 from jobs.errors import AIFunctionError, NotFound, ValidationError
-from jobs.model_config import MODEL_CONFIG
 from jobs.persist import retry_on_disconnect
 from jobs.prompts import PromptRegistry, render_template
-from jobs.providers import get_provider
 from jobs.stopwatch import Stopwatch
-from jobs.storage import fetch_image, get_storage, image_key, prepare_image
+from jobs.storage import ENCODE_QUALITY, fetch_image, get_storage, image_key, prepare_image
 from models import AITaskLog, Content, Images, utcnow
 
 log = logging.getLogger(__name__)
@@ -81,7 +79,8 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
         regenerate = payload.get("regenerate", False)
         if not isinstance(regenerate, bool):
             raise ValidationError("'regenerate' must be true or false.")
-        settings = image_settings.load(account_id)  # no settings / bad provider → error, nothing queued
+        # No settings, a bad provider or a retired model → a 400 that says which, nothing queued.
+        settings = image_settings.load(account_id)
         images = {i.id: i for i in Images.for_account(account_id).where(Images.id.in_(ids))}
         missing = [i for i in ids if i not in images]
         if missing:
@@ -98,12 +97,14 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
         if not run:
             reasons = "; ".join(f"image {s['id']}: {s['reason']}" for s in skipped)
             raise ValidationError(f"Nothing to generate ({reasons}).")
-        return {"ids": run, "skipped": skipped, "regenerate": regenerate}
+        return {"ids": run, "skipped": skipped, "regenerate": regenerate, "limits": settings.limits}
 
     def claim(self, validated: dict, task_id: str, account_id: int) -> list:
         allowed = ["pending", "failed"] + (["generated"] if validated["regenerate"] else [])
         # One conditional update: a second request for the same images finds them queued and takes none.
-        (Images.update(status="queued", task_id=task_id, error=None, attempts=0, updated_at=utcnow())
+        # A new task starts the image's charges afresh: its cost is what this task spends on it.
+        (Images.update(status="queued", task_id=task_id, error=None, attempts=0, cost=None, provider_request_id=None,
+                       charge_uncertain=False, updated_at=utcnow())
          .where((Images.account == account_id) & Images.id.in_(validated["ids"]) & Images.status.in_(allowed))
          .execute())
         taken = Images.select(Images.id).where((Images.task_id == task_id) & (Images.status == "queued"))
@@ -137,9 +138,7 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
             image_prompt=image.prompt,
             image_type=settings.image_type,
         )
-        provider = get_provider(settings.provider)
-        width, height = provider.size_for(settings.model or MODEL_CONFIG[self.get_name()]["model"],
-                                          _orientation(image.image_type, settings))
+        width, height = settings.sizes[image.image_type]
         return AICall("generate_image", {
             "prompt": prompt,
             "provider": settings.provider,
@@ -147,13 +146,31 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
             "size": f"{width}x{height}",
             "negative_prompt": data["negative_prompt"] or None,
             "function_name": self.get_name(),
+            # Asked for in the account's own format and encoder quality, so the answer is stored as sent.
             "output_format": settings.image_format,
+            "output_compression": ENCODE_QUALITY.get(settings.image_format),
+            "quality": settings.quality,
+            "background": settings.background,
+            "end_user": settings.end_user,
+            "price_per_image": str(settings.price_per_image) if settings.price_per_image is not None else None,
         })
+
+    def record_answer(self, item_id, task_id: str, account_id: int, response: dict) -> None:
+        """The provider answered, so it has billed: its cost and request id are on the row before
+        anything else can fail. A re-run of the image adds its own charge."""
+        cost = response.get("cost")
+        retry_on_disconnect(lambda: (
+            Images.update(cost=fn.COALESCE(Images.cost, 0) + cost if cost is not None else Images.cost,
+                          provider_request_id=response.get("request_id"), charge_uncertain=False,
+                          updated_at=utcnow())
+            .where((Images.id == item_id) & (Images.account == account_id) & (Images.task_id == task_id))
+            .execute()
+        ))
 
     def parse_response(self, response: dict, step_tracker=None) -> dict:
         if not response.get("bytes") and not response.get("url"):
             raise AIFunctionError("The provider answered without an image.")
-        return {key: response.get(key) for key in ("url", "bytes", "revised_prompt", "cost", "download_hosts")}
+        return {key: response.get(key) for key in ("url", "bytes", "cost", "request_id", "download_hosts")}
 
     def save_output(self, parsed: dict, original_data: dict, account_id: int, step_tracker=None) -> dict:
         image, settings = original_data["item"], original_data["settings"]
@@ -168,10 +185,11 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
         # Bytes first: 'generated' means stored. Retried, because the provider has already charged.
         retry_on_disconnect(lambda: storage.save(key, stored.data, stored.content_type))
         clock.lap("store")
+        # The cost is already on the row (record_answer), where a failed save keeps it too.
         updated = retry_on_disconnect(lambda: (
             Images.update(
                 status="generated", image_url=media_url(image.id, stored.extension, digest),
-                provider_url=parsed["url"], revised_prompt=parsed["revised_prompt"], cost=parsed["cost"],
+                provider_url=parsed["url"], revised_prompt=None,
                 width=stored.width, height=stored.height, image_format=stored.image_format,
                 file_path=key, file_size=len(stored.data), provider=settings.provider, model=settings.model,
                 error=None, updated_at=utcnow(),
@@ -186,7 +204,8 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
             return {"count": 0, "images_generated": 0, "cost": None, "timings": clock.timings}
         if image.file_path and image.file_path != key:
             storage.delete(image.file_path)  # a regenerated image replaces the old file only now
-        return {"count": 1, "images_generated": 1, "cost": parsed["cost"],
+        cost = Images.select(Images.cost).where(Images.id == image.id).scalar()
+        return {"count": 1, "images_generated": 1, "cost": cost,
                 "image_url": media_url(image.id, stored.extension, digest), "timings": clock.timings}
 
     # --- item lifecycle ------------------------------------------------------------------------
@@ -200,9 +219,13 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
                  .execute())
         return taken == 1
 
-    def fail_item(self, item_id, task_id: str, account_id: int, reason: str) -> None:
+    def fail_item(self, item_id, task_id: str, account_id: int, reason: str, *, request_id: str | None = None,
+                  charge_uncertain: bool = False) -> None:
+        details = {"provider_request_id": request_id} if request_id else {}
+        if charge_uncertain:
+            details["charge_uncertain"] = True
         retry_on_disconnect(lambda: (
-            Images.update(status="failed", error=reason[:2000], updated_at=utcnow())
+            Images.update(status="failed", error=reason[:2000], updated_at=utcnow(), **details)
             .where((Images.id == item_id) & (Images.account == account_id) & (Images.task_id == task_id)
                    & Images.status.in_(["queued", "generating"]))
             .execute()
@@ -257,11 +280,3 @@ def _in_run_order(query):
     type_rank = Case(Images.image_type, [(t, n) for t, n in TYPE_ORDER.items()], 9)
     return query.order_by(type_rank, Images.content, Images.position, Images.id)
 
-
-def _orientation(image_type: str, settings) -> str:
-    return {
-        "featured": "landscape",
-        "in_article": settings.in_article_orientation,
-        "desktop": "landscape",
-        "mobile": "portrait",
-    }[image_type]

@@ -2,6 +2,7 @@
 
 from jobs.providers.base import ProviderError
 from jobs.providers.openai import OpenAIProvider
+from jobs.providers.openai_compatible import OpenAICompatibleProvider
 from jobs.providers.placeholder import PlaceholderProvider
 from jobs.providers.runware import RunwareProvider
 
@@ -9,6 +10,7 @@ PROVIDERS = {
     "placeholder": PlaceholderProvider(),
     "openai": OpenAIProvider(),
     "runware": RunwareProvider(),
+    "openai_compatible": OpenAICompatibleProvider(),
 }
 
 

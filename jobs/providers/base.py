@@ -1,27 +1,17 @@
 """The provider seam: one class per image provider, behind this small contract.
 
 A provider receives everything it needs (the key included) in each call and never looks anything
-up itself. Capabilities — models, sizes per orientation, negative-prompt support, prices — are data
-on the class, so callers never branch on the provider's name.
+up itself. Capabilities — models, size rules, qualities, formats, prices, lifecycle — are data in the
+model catalog (`models.toml`), so callers never branch on the provider's name.
 """
 
 import base64
 import binascii
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
-ORIENTATIONS = ("square", "landscape", "portrait")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    label: str
-    # orientation → (width, height), each valid for this model
-    sizes: dict
-    max_prompt_chars: int = 4000
-    supports_negative_prompt: bool = False
+from jobs.providers.catalog import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -31,8 +21,12 @@ class ImageRequest:
     width: int
     height: int
     output_format: str = "png"  # the account's format: webp | jpg | png
+    output_compression: int | None = None  # 0-100 for jpg/webp, as the account's stored copies use
     negative_prompt: str | None = None
-    options: dict = field(default_factory=dict)  # provider-specific: quality, style, steps…
+    quality: str | None = None  # one of the model's qualities; None: the model's default
+    background: str | None = None
+    end_user: str | None = None  # a stable, non-identifying id of the account (abuse tracking)
+    price_per_image: Decimal | None = None  # set by the account for servers we have no prices for
 
 
 @dataclass(frozen=True)
@@ -50,8 +44,8 @@ class ProviderImage:
 
     data: bytes | None = None
     url: str | None = None
-    revised_prompt: str | None = None
     cost: Decimal | None = None
+    request_id: str | None = None  # the provider's id of the call (x-request-id): support asks for it
     # Hosts the image may be downloaded from (the provider's own CDN, or the base_url host:port).
     download_hosts: tuple = ()
 
@@ -65,13 +59,19 @@ class ProviderError(Exception):
     """
 
     def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None,
-                 status: int | None = None, code: str | None = None):
+                 status: int | None = None, code: str | None = None, request_id: str | None = None,
+                 maybe_charged: bool = False, blocks_key: bool = False):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.retry_after = retry_after
         self.status = status
         self.code = code
+        self.request_id = request_id
+        # The request reached the provider and may have been completed (and billed) after we gave up.
+        self.maybe_charged = maybe_charged
+        # Every call on this key will fail the same way (no credit left) until a person acts.
+        self.blocks_key = blocks_key
 
 
 class ImageProvider(ABC):
@@ -81,27 +81,38 @@ class ImageProvider(ABC):
     label: str = ""
     default_base_url: str | None = None
     requires_api_key: bool = True
-    models: dict = {}  # name → ModelSpec
+    models: dict = {}  # name → ModelSpec, from the catalog
+    # Whether the account may name a model the catalog does not list (Runware's AIR ids, a
+    # self-hosted server's own names).
+    custom_models: bool = False
+
+    def custom_model(self, model: str) -> ModelSpec | None:
+        """The spec of a model the account typed in, or None when this provider takes no such name."""
+        return None
 
     def model_spec(self, model: str) -> ModelSpec:
-        try:
-            return self.models[model]
-        except KeyError:
+        spec = self.models.get(model) or (self.custom_model(model) if self.custom_models else None)
+        if spec is None:
             raise ProviderError(
-                f"{self.label} has no model {model!r}; choose one of: {', '.join(self.models)}.",
+                f"{self.label} has no model {model!r}; choose one of: {', '.join(self.offered_models())}.",
                 permanent=True, code="invalid_model",
-            ) from None
+            )
+        return spec
 
-    def size_for(self, model: str, orientation: str) -> tuple[int, int]:
-        return self.model_spec(model).sizes[orientation]
+    def offered_models(self) -> list[str]:
+        """The catalog's models a new setting may choose: not the retired ones."""
+        return [name for name, spec in self.models.items() if spec.state != "retired"]
 
     def check_request(self, request: ImageRequest, credentials: Credentials | None = None) -> ModelSpec:
         """Refuse, before any network call, what the provider would refuse anyway; returns the model's spec."""
         spec = self.model_spec(request.model)
-        if (request.width, request.height) not in spec.sizes.values():
-            allowed = ", ".join(f"{w}x{h}" for w, h in spec.sizes.values())
-            raise ProviderError(f"{self.label} {spec.label} cannot make {request.width}x{request.height} images; "
-                                f"allowed: {allowed}.", permanent=True, code="invalid_size")
+        problem = spec.size_rule.problem(request.width, request.height)
+        if problem:
+            raise ProviderError(f"{self.label} {spec.label} cannot make this size: {problem}", permanent=True,
+                                code="invalid_size")
+        if spec.qualities and request.quality and request.quality not in spec.qualities:
+            raise ProviderError(f"{self.label} {spec.label} quality must be one of {', '.join(spec.qualities)}; "
+                                f"got {request.quality!r}.", permanent=True, code="invalid_quality")
         if not request.prompt.strip():
             raise ProviderError(f"{self.label}: the prompt is empty.", permanent=True, code="invalid_prompt")
         if len(request.prompt) > spec.max_prompt_chars:
@@ -126,7 +137,11 @@ class ImageProvider(ABC):
         """The image an answer carries: decoded bytes, or a URL with the hosts it may come from."""
         image = ProviderImage(**fields)
         if b64:
-            image.data = self.decode_base64(b64, status)
+            try:
+                image.data = self.decode_base64(b64, status)
+            except ProviderError as exc:
+                exc.request_id = image.request_id  # the call was answered (and billed): keep its id
+                raise
         if url:
             image.url = url
             image.download_hosts = self.download_hosts(url, base_url)
@@ -137,8 +152,12 @@ class ImageProvider(ABC):
         return ()
 
     def estimate_cost(self, request: ImageRequest) -> Decimal | None:
-        """The price of one image from the provider's price table, when the answer gives none."""
-        return None
+        """The price of one image before the call (and when the answer gives none): the account's own
+        price where it set one, else the catalog's estimate for the model, size and quality."""
+        if request.price_per_image is not None:
+            return request.price_per_image
+        spec = self.model_spec(request.model)
+        return spec.estimate(request.width, request.height, request.quality or spec.default_quality)
 
     @abstractmethod
     def generate(self, request: ImageRequest, credentials: Credentials, *, timeout: tuple[float, float]

@@ -15,6 +15,8 @@ from jobs.providers.base import ProviderError
 # A 1536x1024 PNG in base64 is ~4 MiB; 64 MiB leaves room for any real answer and stops a runaway one.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 _CHUNK = 64 * 1024
+MAYBE_CHARGED = ("the provider may still have made the image and charged for it. Generate it again if you "
+                 "want another try.")
 
 
 @dataclass
@@ -37,17 +39,26 @@ class Answer:
 
 def post_json(url: str, payload, *, headers: dict, timeout: tuple[float, float], label: str,
               max_bytes: int = MAX_ANSWER_BYTES) -> Answer:
-    """POST `payload` as JSON and read the whole answer, within `max_bytes` and the read timeout.
+    """POST `payload` as JSON and read the whole answer, within `max_bytes` and the read timeout."""
+    return _request("POST", url, payload, headers=headers, timeout=timeout, label=label, max_bytes=max_bytes)
 
-    requests' read timeout only bounds the gap between two packets, so a body that trickles forever
-    would never time out: reading the body gets the read timeout once more, as a total.
-    """
+
+def get_json(url: str, *, headers: dict, timeout: tuple[float, float], label: str,
+             max_bytes: int = 4 * 1024 * 1024) -> Answer:
+    """GET a JSON document (a provider's model list) the same bounded way."""
+    return _request("GET", url, None, headers=headers, timeout=timeout, label=label, max_bytes=max_bytes)
+
+
+def _request(method: str, url: str, payload, *, headers: dict, timeout: tuple[float, float], label: str,
+             max_bytes: int) -> Answer:
+    """requests' read timeout only bounds the gap between two packets, so a body that trickles forever
+    would never time out: reading the body gets the read timeout once more, as a total."""
     read_timeout = timeout[1]
     try:
         with requests.Session() as session:
             # An API never redirects; following one could carry the key's request somewhere else.
-            response = session.post(url, json=payload, headers=headers, timeout=timeout, stream=True,
-                                    allow_redirects=False)
+            response = session.request(method, url, json=payload, headers=headers, timeout=timeout, stream=True,
+                                       allow_redirects=False)
             with response:
                 deadline = time.monotonic() + read_timeout
                 body = _read_bounded(response, deadline, max_bytes, label, read_timeout)
@@ -75,8 +86,8 @@ def _read_bounded(response, deadline, max_bytes, label, read_timeout) -> bytes:
         if size > max_bytes:
             raise _too_big(label, max_bytes, response.status_code)
         if time.monotonic() > deadline:
-            raise ProviderError(f"{label} did not finish its answer within {read_timeout:g} s",
-                                permanent=False, status=response.status_code, code="timeout")
+            raise ProviderError(f"{label} did not finish its answer within {read_timeout:g} s; {MAYBE_CHARGED}",
+                                permanent=True, maybe_charged=True, status=response.status_code, code="timeout")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -94,7 +105,9 @@ def transport_error(exc: requests.RequestException, label: str, timeout: tuple[f
     if isinstance(exc, requests.ConnectTimeout) or "ConnectTimeoutError" in names:
         message = f"{label} could not be reached within {connect_timeout:g} s"
     elif isinstance(exc, requests.ReadTimeout) or "ReadTimeoutError" in names:
-        message = f"{label} did not answer within {read_timeout:g} s"
+        # The provider had the request and may still finish (and bill) it: never retried blindly.
+        return ProviderError(f"{label} did not answer within {read_timeout:g} s; {MAYBE_CHARGED}",
+                             permanent=True, maybe_charged=True, code="timeout")
     elif isinstance(exc, requests.exceptions.SSLError):
         return ProviderError(f"{label}: the TLS connection failed ({type(causes[-1]).__name__})",
                              permanent=True, code="tls_error")

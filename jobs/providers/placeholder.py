@@ -7,9 +7,8 @@ from decimal import Decimal
 
 from PIL import Image, ImageDraw, ImageFont
 
-from jobs.providers.base import Credentials, ImageProvider, ImageRequest, ModelSpec, ProviderImage
-
-SIZES = {"square": (1024, 1024), "landscape": (1536, 1024), "portrait": (1024, 1536)}
+from jobs.providers import catalog
+from jobs.providers.base import Credentials, ImageProvider, ImageRequest, ProviderImage
 
 
 @functools.cache
@@ -76,10 +75,7 @@ class PlaceholderProvider(ImageProvider):
     name = "placeholder"
     label = "Placeholder"
     requires_api_key = False
-    models = {"placeholder-v1": ModelSpec("placeholder-v1", "Placeholder", SIZES, max_prompt_chars=32000)}
-
-    def estimate_cost(self, request: ImageRequest) -> Decimal:
-        return Decimal("0")
+    models = catalog.models_for("placeholder")
 
     def generate(self, request: ImageRequest, credentials: Credentials | None = None, *,
                  timeout: tuple[float, float] = (0, 0)) -> ProviderImage:

@@ -17,10 +17,11 @@ from jobs.storage.backends import (
     image_key,
 )
 from jobs.storage.fetch import FetchError, FetchFailed, FetchRefused, fetch_image
-from jobs.storage.images import ImageRejected, PreparedImage, prepare_image
+from jobs.storage.images import ENCODE_QUALITY, ImageRejected, PreparedImage, prepare_image
 
 __all__ = [
     "BACKENDS",
+    "ENCODE_QUALITY",
     "DatabaseStorage",
     "FetchError",
     "FetchFailed",

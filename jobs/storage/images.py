@@ -35,6 +35,9 @@ FORMATS = {
     "png": ("PNG", "image/png", "png"),
 }
 ALIASES = {"jpeg": "jpg"}
+# The encoder quality of stored copies; providers are asked for the same (output_compression), so an
+# answer already in the account's format needs no second encode.
+ENCODE_QUALITY = {"jpg": 88, "webp": 85}
 
 # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; tighten, never loosen, its limit.
 if not Image.MAX_IMAGE_PIXELS or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
@@ -222,13 +225,13 @@ def _encode(image: Image.Image, image_format: str) -> PreparedImage:
             image.paste(rgba, mask=rgba.getchannel("A"))
         else:
             image = image.convert("RGB")
-        image.save(buffer, "JPEG", quality=88, optimize=True)
+        image.save(buffer, "JPEG", quality=ENCODE_QUALITY["jpg"], optimize=True)
     else:
         image = image.convert("RGBA" if has_alpha else "RGB")
         if image_format == "webp":
             # method 2: half the CPU of the default 4 for files ~4 % larger (measured on 1024² images);
             # saves share the worker machine's cores with the provider chains.
-            image.save(buffer, "WEBP", quality=85, method=2)
+            image.save(buffer, "WEBP", quality=ENCODE_QUALITY["webp"], method=2)
         else:
             image.save(buffer, "PNG", optimize=False)  # optimize=True costs seconds for a few % smaller
     return PreparedImage(data=buffer.getvalue(), width=image.width, height=image.height,

@@ -145,6 +145,15 @@ class FakeServer(ABC):
                     return fault
             return self._standing or Fault()
 
+    def answer_headers(self, call: Recorded) -> dict:
+        """Headers for every answer to this call, whatever it is (OpenAI's x-request-id); none here. Called
+        once per call under the lock, in step with `calls`."""
+        return {}
+
+    def get(self, request: Recorded) -> Reply:
+        """A GET: a served file, unless a subclass routes the path itself (OpenAI's model list)."""
+        return self.download(request)
+
     def download(self, request: Recorded) -> Reply:
         """A GET of a served file; expired ones 404 as Azure's blob store answers."""
         name = request.path.rsplit("/", 1)[-1]
@@ -161,6 +170,7 @@ class FakeServer(ABC):
         """One generation call: recorded, put through the load model and the scripted fault, answered."""
         with self._lock:
             self.calls.append(call)
+            handler.extra_headers = self.answer_headers(call)
         wait = self.load.admit()
         if wait is not None:
             fault = Fault("rate_limit", retry_after=str(wait))

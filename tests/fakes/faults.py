@@ -8,8 +8,9 @@ from typing import Any
 class Fault:
     """What to do to one call. Kinds any fake knows: ok | slow (waits `delay`) | timeout (waits 30 s) |
     reset | cut_body | never_ending_body | huge_body | raw (status, body, content_type as given) |
-    non_image | truncated_image | invalid_base64 | expired_url | no_image | rate_limit | server_error |
-    unauthorized | bad_request. OpenAI's: insufficient_quota | content_policy | moderation_blocked.
+    non_image | truncated_image | invalid_base64 | expired_url (URL answers only: not FakeOpenAI's base64) |
+    no_image | rate_limit | server_error | unauthorized | bad_request. OpenAI's: insufficient_quota |
+    billing_hard_limit | moderation_blocked | model_not_found | permission_denied.
     Runware's: insufficient_balance | forbidden | error_in_200 | wrong_task. `retry_after` and
     `retry_after_ms` are added as headers to whatever is answered."""
 

@@ -21,6 +21,9 @@ class Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     fake = None  # the FakeServer, set by FakeServer.start()
+    # Headers every answer to this call carries, faults included (OpenAI's x-request-id); set per call by
+    # FakeServer.answer, never mutated.
+    extra_headers: dict = {}
 
     def log_message(self, *args):
         pass
@@ -43,12 +46,12 @@ class Handler(BaseHTTPRequestHandler):
         self.fake.answer(self, call)
 
     def do_GET(self):
-        self.reply(self.fake.download(Recorded("GET", self.path, dict(self.headers.items()), b"", None, None,
-                                               time.time())))
+        self.reply(self.fake.get(Recorded("GET", self.path, dict(self.headers.items()), b"", None, None,
+                                          time.time())))
 
     def reply(self, reply: Reply, fault: Fault | None = None):
         body = reply.body if reply.body is not None else json.dumps(reply.payload).encode()
-        headers = dict(reply.headers)
+        headers = {**self.extra_headers, **reply.headers}
         if fault and fault.retry_after is not None:
             headers["retry-after"] = fault.retry_after
         if fault and fault.retry_after_ms is not None:
@@ -72,6 +75,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Connection", "close")
+        for name, value in self.extra_headers.items():
+            self.send_header(name, value)
         self.send_header(*(("Content-Length", str(length)) if length is not None else ("Transfer-Encoding", "chunked")))
         self.end_headers()
 

@@ -18,6 +18,8 @@ def image_json(image) -> dict:
         "revised_prompt": image.revised_prompt,
         "cost": float(image.cost) if image.cost is not None else None,
         "error": image.error,
+        "provider_request_id": image.provider_request_id,
+        "charge_uncertain": image.charge_uncertain,
         "updated_at": image.updated_at.isoformat() + "Z",
     }
 
