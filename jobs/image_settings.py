@@ -329,24 +329,32 @@ def _price(merged, errors, provider):
 
 
 def save(account_id, data: dict) -> tuple[dict, dict]:
-    """Validate and store; the key is write-only (blank keeps the old one). Return (view, errors)."""
+    """Validate and store; the key is write-only (blank keeps the old one, unless the provider or the
+    base URL changes). Return (view, errors)."""
     row = settings_row(account_id)
     config, errors = validate(data, row.config if row else {}, account_id)
     api_key = data.get("api_key")
     if api_key is not None and not isinstance(api_key, str):
         errors["api_key"] = "A text value."
     is_active = data.get("is_active", row.is_active if row else True)
+    if isinstance(is_active, str) and is_active.lower() in {"true", "on", "1", "false", "off", "0", ""}:
+        is_active = is_active.lower() in {"true", "on", "1"}
     if not isinstance(is_active, bool):
-        is_active = str(is_active).lower() in {"true", "on", "1"}
+        errors["is_active"] = "true or false."
     if errors:
         return public_view(row), errors
     if row is None:
         row = IntegrationSettings(account=account_id, integration_type=INTEGRATION)
+    before = {**DEFAULTS, **(row.config or {})}
     row.config = config
     row.is_active = is_active
     if api_key and api_key.strip():
         row.api_key_encrypted = secret_box().encrypt(api_key.strip())
         row.api_key_last4 = api_key.strip()[-4:]
+    elif (before["provider"], before["base_url"]) != (config["provider"], config["base_url"]):
+        # The key was given for that provider at that address: sending it anywhere else needs the key
+        # again, so a changed base URL can never carry the stored key to a server of someone's choosing.
+        row.api_key_encrypted = row.api_key_last4 = None
     row.updated_at = utcnow()
     row.save()
     return public_view(row), {}

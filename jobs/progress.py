@@ -42,7 +42,8 @@ def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
         phase, message = _current_step(fn, images)
         done_fraction = sum(i["progress"] for i in images) / (100 * len(images))
         percent = min(98, int(25 + 73 * done_fraction))
-    cost = sum(i["cost"] or 0 for i in images if i["status"] == "generated")
+    # What the provider charged, failed images that were answered (and billed) included.
+    cost = sum(i["cost"] or 0 for i in images)
     return {
         "task_id": task.task_id,
         "function_name": task.function_name,
@@ -86,7 +87,7 @@ def _image_row(state: dict, meta: dict | None, task_id: str) -> dict:
         "progress": _item_percent(status, phase, meta, state),
         "image_url": state["image_url"] if status == "generated" else None,
         "error": state["error"] if status == "failed" else None,
-        "cost": float(state["cost"]) if status == "generated" and state["cost"] is not None else None,
+        "cost": float(state["cost"]) if status in ("generated", "failed") and state["cost"] is not None else None,
     }
 
 

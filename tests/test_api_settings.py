@@ -110,3 +110,23 @@ def test_a_compatible_server_takes_the_model_name_and_price_the_manager_types(ap
     shown = body.get_json()
     assert (shown["model"], shown["price_per_image"], shown["sizes"]["featured"]) == ("sdxl-turbo", "0.002",
                                                                                      "1000x600")
+
+
+def test_changing_the_base_url_or_provider_clears_the_key_unless_a_new_one_comes_with_it(api):
+    api.put(SETTINGS, json={"provider": "openai", "model": "gpt-image-2", "api_key": "sk-real-key-4242"})
+    moved = api.put(SETTINGS, json={"base_url": "https://collector.example/v1"}).get_json()
+    assert moved["api_key_set"] is False and moved["base_url"] == "https://collector.example/v1"
+    with db.connection_context():
+        assert IntegrationSettings.get().api_key_encrypted is None
+    api.put(SETTINGS, json={"api_key": "sk-real-key-4242"})
+    assert api.put(SETTINGS, json={"image_format": "png"}).get_json()["api_key_set"] is True  # other fields keep it
+    assert api.put(SETTINGS, json={"provider": "runware"}).get_json()["api_key_set"] is False
+    both = api.put(SETTINGS, json={"provider": "openai", "model": "gpt-image-2", "base_url": "",
+                                   "api_key": "sk-new-key-5151"}).get_json()
+    assert both["api_key_set"] is True and both["api_key_last4"] == "5151"
+
+
+def test_is_active_takes_only_true_or_false(api):
+    refused = api.put(SETTINGS, json={"is_active": "yes"})
+    assert refused.status_code == 400 and "is_active" in refused.get_json()["fields"]
+    assert api.put(SETTINGS, json={"is_active": False}).get_json()["is_active"] is False

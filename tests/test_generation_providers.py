@@ -129,6 +129,24 @@ def test_model_not_found_says_the_model_is_gone_and_which_setting_to_change(api,
     assert fake_openai.call_count == 1
 
 
+def test_an_answered_image_that_turns_out_damaged_keeps_its_cost_in_the_task(api, fake_openai):
+    use_provider(api, "openai", "gpt-image-2", fake_openai)
+    fake_openai.on_prompt("Gulls", "truncated_image")  # billed by the provider, unusable for us
+    ids = new_article()
+    final = wait_done(api, generate(api, ids))
+    assert final["message"] == "2 images generated, 1 failed"
+    damaged = factories.image(ids[1])
+    gulls = next(c for c in fake_openai.calls if "Gulls" in c.prompt)
+    usage = fake_openai.usage_for(gulls.json)
+    expected = (usage["input_tokens_details"]["text_tokens"] * 5 + usage["output_tokens"] * 30) / 1_000_000
+    assert damaged.status == "failed", damaged.error
+    assert float(damaged.cost) == pytest.approx(expected, abs=1e-6), (gulls.json, [c.json for c in fake_openai.calls])
+    assert damaged.provider_request_id == fake_openai.request_id_of(gulls)
+    rows = {r["id"]: r for r in api.get(f"/v1/writer/images/?content_id={damaged.content_id}").get_json()["results"]}
+    assert final["totals"]["cost"] == pytest.approx(sum(r["cost"] for r in rows.values()))
+    assert final["totals"]["cost"] > sum(r["cost"] for r in rows.values() if r["status"] == "generated")
+
+
 def test_runware_sends_safety_checks_its_negative_prompt_sizes_and_format_and_costs_what_it_says(api, fake_runware):
     use_provider(api, "runware", "runware:101@1", fake_runware, image_format="webp",
                  sizes={"featured": "1344x768", "in_article": "1024x1024"})

@@ -465,3 +465,15 @@ def test_the_panel_still_shows_every_status_when_redis_is_unreachable(owner, a, 
     monkeypatch.setattr("webapp.images_page.get_redis", lambda: redis.Redis(host="127.0.0.1", port=1))
     response = owner.get(progress_url(task_id), htmx=True)
     assert response.status_code == 200 and 'data-status="generating"' in response.get_data(as_text=True)
+
+
+def test_admins_see_each_images_provider_request_id_and_staff_do_not(app, personas, a):
+    content, ids = factories.article(a)
+    with db.connection_context():
+        Images.update(status="failed", error="OpenAI's safety system refused this image.",
+                      provider_request_id="req_0123456789abcdef", charge_uncertain=True).where(
+            Images.id == ids[0]).execute()
+    admin = section(Staff(app.test_client(), personas.admin).get(PAGE).get_data(as_text=True), f"image-{ids[0]}")
+    assert "req_0123456789abcdef" in admin and "may have been charged" in admin
+    staff = section(Staff(app.test_client(), personas.owner).get(PAGE).get_data(as_text=True), f"image-{ids[0]}")
+    assert "req_0123456789abcdef" not in staff and "may have been charged" in staff
