@@ -137,8 +137,11 @@ def public_view(row: IntegrationSettings | None) -> dict:
     }
 
 
-def load(account_id) -> ImageSettings:
-    """The active settings ready for a provider call; ValidationError says what to fix."""
+def load(account_id, *, announced: bool = True) -> ImageSettings:
+    """The active settings ready for a provider call; ValidationError says what to fix.
+
+    `announced=False` checks the catalog's lifecycle only, not the shutdown dates the provider
+    announced to this account (a query): jobs of a task whose request already checked them."""
     row = settings_row(account_id)
     if row is None or not row.is_active:
         raise ValidationError("No active image-generation settings: open Settings → Image generation, "
@@ -152,7 +155,7 @@ def load(account_id) -> ImageSettings:
     if spec is None:
         raise ValidationError(f"Model {config['model']!r} is not available for {provider.label}; choose one "
                               "of: " + ", ".join(provider.offered_models()) + ".")
-    status = model_status(account_id, config["provider"], spec)
+    status = model_status(account_id, config["provider"], spec) if announced else spec.status(today())
     if status.state == "retired":
         raise ValidationError(status.retired_sentence(provider.label, spec.name))
     api_key = secret_box().decrypt(row.api_key_encrypted) if row.api_key_encrypted else None

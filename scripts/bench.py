@@ -37,6 +37,7 @@ from rq.job import Job  # noqa: E402
 import schema  # noqa: E402
 from jobs.connection import get_queue, get_redis, redis_url  # noqa: E402
 from jobs.engine import item_job_id, save_job_id  # noqa: E402
+from jobs.providers.catalog import PLACEMENT_PRESETS, models_for  # noqa: E402
 from models import AITaskLog, db, open_database  # noqa: E402
 from tests.fakes.images import prepare_images  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
@@ -209,7 +210,10 @@ def main():
     rows = []
     try:
         with FakeOpenAI() as fake:
-            prepare_images(1024, 1024, "webp")
+            # Every placement's default size for the bench's model, so no timed answer encodes one.
+            spec = models_for("openai")["gpt-image-2"]
+            for size in {spec.default_size(placement) for placement in PLACEMENT_PRESETS}:
+                prepare_images(*size, "webp")
             warm_up(Account(service, "warm-up", fake, max_concurrent=4), fake)
             n, latency = 20, 1.0
             fake.set_load(latency=latency, max_concurrent=1)

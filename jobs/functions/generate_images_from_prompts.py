@@ -116,7 +116,8 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
     # --- in the worker -------------------------------------------------------------------------
 
     def prepare(self, payload: dict, account_id: int) -> dict:
-        settings = image_settings.load(account_id)
+        # The request checked the shutdown dates announced to the account; the catalog's are checked here.
+        settings = image_settings.load(account_id, announced=False)
         # With their articles: build_prompt needs each one's title.
         query = (Images.for_account(account_id).select(Images, Content).join(Content)
                  .where(Images.id.in_(payload["ids"])))
