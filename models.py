@@ -28,6 +28,8 @@ IMAGE_TYPES = ("featured", "in_article", "desktop", "mobile")
 IMAGE_STATUSES = ("pending", "queued", "generating", "generated", "failed")
 TERMINAL_STATUSES = ("generated", "failed")
 PROMPT_TYPES = ("image_prompt_template", "negative_prompt")
+# staff: articles, prompts, generate; manager: also the account's settings (provider, key, base URL).
+ROLES = ("staff", "manager")
 
 
 def utcnow() -> dt.datetime:
@@ -70,8 +72,13 @@ class User(BaseModel):
     account = ForeignKeyField(Account, backref="users", on_delete="CASCADE")
     email = CharField(unique=True)
     password_hash = CharField()
-    is_admin = BooleanField(default=False)
+    is_admin = BooleanField(default=False)  # a platform admin: also reaches rq-dashboard
+    role = CharField(max_length=20, default="staff", choices=[(r, r) for r in ROLES])
     created_at = DateTimeField(default=utcnow)
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role == "manager"
 
 
 class ApiToken(BaseModel):

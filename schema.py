@@ -4,10 +4,10 @@
 changes nothing. A new schema change is one more function appended to MIGRATIONS.
 """
 
-from peewee import DateTimeField, IntegerField, Model
+from peewee import DateTimeField, IntegerField, Model, fn
 from playhouse.migrate import migrate
 
-from models import ALL_MODELS, Images, ModelNotice, db, utcnow
+from models import ALL_MODELS, Images, ModelNotice, User, db, utcnow
 
 
 class SchemaVersion(Model):
@@ -32,10 +32,20 @@ def _request_ids_and_model_notices(migrator):
     db.create_tables([ModelNotice], safe=True)
 
 
+def _roles(migrator):
+    if "role" not in {c.name for c in db.get_columns(User._meta.table_name)}:
+        migrate(migrator.add_column(User._meta.table_name, "role", User.role))
+        # Everyone could change the settings before roles: keep that for platform admins and for each
+        # account's first user, so no account is left without a manager.
+        first = User.select(User.account, fn.MIN(User.id)).group_by(User.account)
+        User.update(role="manager").where(User.is_admin | User.id.in_([row[1] for row in first.tuples()])).execute()
+
+
 # (version, description, function taking a playhouse.migrate migrator)
 MIGRATIONS = [
     (1, "initial schema", _initial),
     (2, "provider request ids, uncertain charges and announced model shutdowns", _request_ids_and_model_notices),
+    (3, "user roles: staff and manager", _roles),
 ]
 
 

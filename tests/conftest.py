@@ -125,16 +125,19 @@ def runner(app):
 
 
 class Personas:
-    """An owner and an admin in account A, an outsider in account B (with their passwords)."""
+    """An owner (the manager) and an admin in account A, a staff member of A, an outsider in account B
+    (with their passwords)."""
 
     password = "correct horse battery"
 
     def __init__(self):
         from webapp import accounts
 
-        self.owner = accounts.create_user("owner@a.test", self.password, account_name="A")
-        self.admin = accounts.create_user("admin@a.test", self.password, account_name="A", is_admin=True)
-        self.outsider = accounts.create_user("outsider@b.test", self.password, account_name="B")
+        self.owner = accounts.create_user("owner@a.test", self.password, account_name="A", role="manager")
+        self.admin = accounts.create_user("admin@a.test", self.password, account_name="A", is_admin=True,
+                                          role="manager")
+        self.staff = accounts.create_user("staff@a.test", self.password, account_name="A", role="staff")
+        self.outsider = accounts.create_user("outsider@b.test", self.password, account_name="B", role="manager")
 
 
 @pytest.fixture

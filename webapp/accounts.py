@@ -5,7 +5,10 @@ import secrets
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from models import Account, ApiToken, User, db, utcnow
+from models import ROLES, Account, ApiToken, User, db, utcnow
+
+# Checked against for an unknown email, so a login takes the same time whether the email exists or not.
+_UNKNOWN_USER_HASH = generate_password_hash(secrets.token_hex(16))
 
 
 def hash_token(token: str) -> str:
@@ -13,16 +16,21 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(email: str, password: str, *, account_name: str, is_admin: bool = False) -> User:
-    """Create a user (and its account when it does not exist yet)."""
+def create_user(email: str, password: str, *, account_name: str, is_admin: bool = False,
+                role: str | None = None) -> User:
+    """Create a user (and its account when it does not exist yet). Without a role, the first user of a
+    new account is its manager (someone must be able to set it up) and later users are staff."""
     email = email.strip().lower()
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
     with db.atomic():
-        account, _ = Account.get_or_create(name=account_name)
+        account, created = Account.get_or_create(name=account_name)
         return User.create(
             account=account,
             email=email,
             password_hash=generate_password_hash(password),
             is_admin=is_admin,
+            role=role or ("manager" if created else "staff"),
         )
 
 
@@ -30,8 +38,8 @@ def authenticate(email: str, password: str) -> User | None:
     user = User.get_or_none(User.email == (email or "").strip().lower())
     if user and check_password_hash(user.password_hash, password or ""):
         return user
-    # Same work for an unknown email, so timing does not tell which emails exist.
-    check_password_hash(generate_password_hash("x"), password or "")
+    # Same work for an unknown email (one hash check), so timing does not tell which emails exist.
+    check_password_hash(_UNKNOWN_USER_HASH, password or "")
     return None
 
 

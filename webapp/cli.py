@@ -5,7 +5,7 @@ import time
 import click
 from flask.cli import with_appcontext
 
-from models import Account, Content, User, db
+from models import ROLES, Account, Content, User, db
 from webapp import accounts, demo
 
 
@@ -31,14 +31,17 @@ def seed_demo():
 @click.option("--password", required=True, help="The new user's password.")
 @click.option("--admin", is_flag=True, help="Let the user open Ops (rq-dashboard).")
 @click.option("--account", "account_name", default=None, help="Account name (created when missing).")
-def create_user(email, password, admin, account_name):
+@click.option("--role", type=click.Choice(ROLES), default=None,
+              help="staff or manager (managers change the settings); default: manager of a new account, else staff.")
+def create_user(email, password, admin, account_name, role):
     """Create a user; the account is created when it does not exist."""
     with db.connection_context():
         if User.get_or_none(User.email == email.strip().lower()):
             raise click.ClickException(f"A user with the email {email} already exists.")
-        user = accounts.create_user(email, password, account_name=account_name or email, is_admin=admin)
+        user = accounts.create_user(email, password, account_name=account_name or email, is_admin=admin, role=role)
         account = Account.get_by_id(user.account_id)
-    click.echo(f"Created {'admin' if admin else 'staff'} user {user.email} in account {account.name!r}.")
+    kind = f"{'admin ' if admin else ''}{user.role}"
+    click.echo(f"Created {kind} user {user.email} in account {account.name!r}.")
 
 
 @click.command("create-token")

@@ -64,7 +64,8 @@ def seed(config) -> list[tuple[str, str, str]]:
         account, _ = Account.get_or_create(name=ACCOUNT)
         for email, role in USERS:
             if not User.get_or_none(User.email == email):
-                accounts.create_user(email, passwords[email], account_name=ACCOUNT, is_admin=role == "admin")
+                accounts.create_user(email, passwords[email], account_name=ACCOUNT, is_admin=role == "admin",
+                                     role="manager" if role == "admin" else "staff")
         IntegrationSettings.get_or_create(
             account=account,
             integration_type="image_generation",

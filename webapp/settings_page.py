@@ -26,6 +26,9 @@ def image_generation():
         # A first save should switch generation on; public_view reports "inactive" while there is no row.
         form = saved if row is not None else {**saved, "is_active": True}
         return render_template("settings/image_generation.html", **_form_context(form, saved, {}))
+    if not g.user.is_manager:
+        # The key goes wherever the provider and base URL say: only managers choose them.
+        return message("Only the account's managers can change these settings.", 403)
     # A field missing from the post keeps its value; a blank limit field means "auto" / "no limit".
     submitted = {name: request.form[name].strip() for name in TEXT_FIELDS if name in request.form}
     submitted.update({name: name in request.form for name in FLAGS})
@@ -88,6 +91,7 @@ def _form_context(form: dict, saved: dict, errors: dict) -> dict:
     if spec is not None:
         status = image_settings.model_status(g.account_id, provider.name, spec).as_dict()
     return {
+        "read_only": not g.user.is_manager,
         "form": form,
         "saved": saved,
         "errors": errors,

@@ -6,6 +6,9 @@ from jobs import image_settings
 from jobs.prompts import PromptRegistry
 from models import PROMPT_TYPES
 from webapp.api import bp, json_body
+from webapp.errors import json_error
+
+MANAGERS_ONLY = "Only the account's managers can change these settings."
 
 
 @bp.get("/system/settings/integrations/image_generation/")
@@ -16,7 +19,9 @@ def get_image_settings():
 
 @bp.put("/system/settings/integrations/image_generation/")
 def put_image_settings():
-    """Save the settings; a blank or missing api_key keeps the stored one."""
+    """Save the settings (managers only); a blank or missing api_key keeps the stored one."""
+    if not g.user.is_manager:
+        return json_error(MANAGERS_ONLY, "PermissionDenied", 403)
     view, errors = image_settings.save(g.account_id, json_body())
     if errors:
         field, message = next(iter(errors.items()))
