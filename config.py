@@ -88,5 +88,6 @@ def load_config() -> Config:
         media_root=media_root,
         storage_backend=os.environ.get("STORAGE_BACKEND", default_backend),
         queue_name=os.environ.get("RQ_QUEUE", "images"),
-        extra={"secure_cookies": _bool("SESSION_COOKIE_SECURE", False)},
+        extra={"secure_cookies": _bool("SESSION_COOKIE_SECURE", False),
+               "session_idle_minutes": int(os.environ.get("SESSION_IDLE_MINUTES") or 12 * 60)},
     )

@@ -74,6 +74,8 @@ class User(BaseModel):
     password_hash = CharField()
     is_admin = BooleanField(default=False)  # a platform admin: also reaches rq-dashboard
     role = CharField(max_length=20, default="staff", choices=[(r, r) for r in ROLES])
+    # Part of every session: logging out raises it, which ends all of the user's sessions at once.
+    session_version = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
 
     @property

@@ -33,7 +33,10 @@ def _request_ids_and_model_notices(migrator):
 
 
 def _roles(migrator):
-    if "role" not in {c.name for c in db.get_columns(User._meta.table_name)}:
+    columns = {c.name for c in db.get_columns(User._meta.table_name)}
+    if "session_version" not in columns:
+        migrate(migrator.add_column(User._meta.table_name, "session_version", User.session_version))
+    if "role" not in columns:
         migrate(migrator.add_column(User._meta.table_name, "role", User.role))
         # Everyone could change the settings before roles: keep that for platform admins and for each
         # account's first user, so no account is left without a manager.
@@ -45,7 +48,7 @@ def _roles(migrator):
 MIGRATIONS = [
     (1, "initial schema", _initial),
     (2, "provider request ids, uncertain charges and announced model shutdowns", _request_ids_and_model_notices),
-    (3, "user roles: staff and manager", _roles),
+    (3, "user roles (staff, manager) and session versions", _roles),
 ]
 
 

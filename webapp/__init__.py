@@ -14,6 +14,7 @@ def create_app(test_config=None):
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.extra["secure_cookies"],
+        SESSION_IDLE_SECONDS=config.extra["session_idle_minutes"] * 60,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )

@@ -36,11 +36,9 @@ def create_user(email: str, password: str, *, account_name: str, is_admin: bool 
 
 def authenticate(email: str, password: str) -> User | None:
     user = User.get_or_none(User.email == (email or "").strip().lower())
-    if user and check_password_hash(user.password_hash, password or ""):
-        return user
-    # Same work for an unknown email (one hash check), so timing does not tell which emails exist.
-    check_password_hash(_UNKNOWN_USER_HASH, password or "")
-    return None
+    # One hash check whether the email exists or not, so timing does not tell which emails exist.
+    matches = check_password_hash(user.password_hash if user else _UNKNOWN_USER_HASH, password or "")
+    return user if user and matches else None
 
 
 def create_token(user: User, name: str = "cli") -> str:
