@@ -7,9 +7,9 @@ import hmac
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from urllib.parse import urlparse
 
 from config import load_config
+from jobs import outbound
 from jobs.errors import ValidationError
 from jobs.limits import Limits
 from jobs.providers import PROVIDERS
@@ -242,17 +242,29 @@ def validate(data: dict, current: dict, account_id=None) -> tuple[dict, dict]:
         merged["background"] = _background(merged, sent, errors, spec)
         merged["sizes"] = _sizes(merged, sent, errors, spec, current)
     merged["price_per_image"] = _price(merged, errors, provider)
-    base_url = (merged["base_url"] or "").strip() if isinstance(merged["base_url"], str) else None
+    base_url = merged["base_url"].strip(" ") if isinstance(merged["base_url"], str) else None
     if base_url is None:
         errors["base_url"] = "A text value."
     elif base_url:
-        parsed = urlparse(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.username or parsed.password:
-            errors["base_url"] = "An http(s) URL such as https://api.openai.com/v1, without a password."
+        errors.update(_base_url_errors(base_url, changed=base_url.rstrip("/") != (current.get("base_url") or "")))
     elif provider is not None and provider.default_base_url is None and provider.name != "placeholder":
         errors["base_url"] = f"{provider.label} has no default address: give the server's base URL."
     merged["base_url"] = (base_url or "").rstrip("/")
     return merged, errors
+
+
+def _base_url_errors(base_url: str, *, changed: bool) -> dict:
+    """A base URL must be a plain http(s) URL, and (when it changes) one whose host resolves to public
+    addresses only, or to ones the operator allows: the account's key is sent there."""
+    problem = outbound.url_problem(base_url)
+    if problem:
+        return {"base_url": f"Refused: {problem}. Give an http(s) URL such as https://api.openai.com/v1."}
+    if changed:
+        try:
+            outbound.check(base_url)
+        except outbound.OutboundRefused as refused:
+            return {"base_url": f"Refused: {refused}."}
+    return {}
 
 
 def _model_spec(provider, model, errors, account_id) -> ModelSpec | None:

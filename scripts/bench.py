@@ -27,6 +27,7 @@ os.environ["INSTANCE_PATH"] = str(WORK / "instance")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{WORK / 'bench.sqlite3'}")
 os.environ["MEDIA_ROOT"] = str(WORK / "media")
 os.environ["RQ_QUEUE"] = "bench"
+os.environ["OUTBOUND_ALLOW"] = "127.0.0.1"  # the fake provider listens on loopback
 WORKERS = int(os.environ.get("BENCH_WORKERS", "10"))
 VERBOSE = bool(os.environ.get("BENCH_VERBOSE"))
 # As often as the progress panel asks; end times come from the database, so polling adds no lag.

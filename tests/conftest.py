@@ -29,6 +29,9 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="imggen-tests-"))
 # Before any app module reads the environment: the tests' own instance folder.
 os.environ["INSTANCE_PATH"] = str(_SESSION_DIR / "instance")
 os.environ.setdefault("MEDIA_ROOT", str(_SESSION_DIR / "media"))
+# The fake providers listen on loopback, which the outbound guard refuses unless the operator allows it
+# (as a deployment with a self-hosted server on its own network would); workers inherit this.
+os.environ["OUTBOUND_ALLOW"] = "127.0.0.1"
 
 from config import load_config  # noqa: E402
 from jobs.connection import get_queue, get_redis, redis_label  # noqa: E402

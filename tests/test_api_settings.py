@@ -40,7 +40,7 @@ def test_a_blank_key_keeps_the_old_one(api):
     ({"provider": "openai", "model": "gpt-image-2", "quality": "max"}, "quality"),
     ({"sizes": {"hero": "1024x1024"}}, "sizes"),
     ({"provider": "openai_compatible", "model": "flux-local"}, "base_url"),
-    ({"provider": "openai_compatible", "model": "x", "base_url": "http://gpu.test/v1", "price_per_image": "-1"},
+    ({"provider": "openai_compatible", "model": "x", "base_url": "http://127.0.0.1:7860/v1", "price_per_image": "-1"},
      "price_per_image"),
 ])
 def test_invalid_settings_are_refused_field_by_field(api, values, field):
@@ -104,7 +104,7 @@ def test_switching_to_a_model_without_those_levels_or_sizes_falls_back_to_its_de
 
 def test_a_compatible_server_takes_the_model_name_and_price_the_manager_types(api):
     body = api.put(SETTINGS, json={"provider": "openai_compatible", "model": "sdxl-turbo",
-                                   "base_url": "http://gpu.test/v1", "price_per_image": "0.002",
+                                   "base_url": "http://127.0.0.1:7860/v1", "price_per_image": "0.002",
                                    "sizes": {"featured": "1000x600"}})
     assert body.status_code == 200, body.get_json()
     shown = body.get_json()
@@ -114,8 +114,8 @@ def test_a_compatible_server_takes_the_model_name_and_price_the_manager_types(ap
 
 def test_changing_the_base_url_or_provider_clears_the_key_unless_a_new_one_comes_with_it(api):
     api.put(SETTINGS, json={"provider": "openai", "model": "gpt-image-2", "api_key": "sk-real-key-4242"})
-    moved = api.put(SETTINGS, json={"base_url": "https://collector.example/v1"}).get_json()
-    assert moved["api_key_set"] is False and moved["base_url"] == "https://collector.example/v1"
+    moved = api.put(SETTINGS, json={"base_url": "http://127.0.0.1:9/v1"}).get_json()
+    assert moved["api_key_set"] is False and moved["base_url"] == "http://127.0.0.1:9/v1"
     with db.connection_context():
         assert IntegrationSettings.get().api_key_encrypted is None
     api.put(SETTINGS, json={"api_key": "sk-real-key-4242"})

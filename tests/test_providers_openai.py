@@ -171,7 +171,8 @@ def test_the_fake_refuses_what_the_real_api_refuses(fake_openai):
     ("invalid_base64", "OpenAI returned an image that is not valid base64", True),
     (Fault("raw", status=200, body=b"<html>gateway</html>"), "OpenAI answered without an image", True),
     ("rate_limit", "OpenAI rate limit: Rate limit exceeded for images per minute", False),
-    (Fault("raw", status=429, body=b"error code: 1015"), "OpenAI rate limit: error code: 1015", False),
+    # a proxy's plain-text body is never quoted to staff (it goes to the worker log)
+    (Fault("raw", status=429, body=b"error code: 1015"), "OpenAI rate limit: HTTP 429", False),
     (Fault("server_error", status=500), "OpenAI could not make the image now (HTTP 500)", False),
     (Fault("server_error", status=502), "OpenAI could not make the image now (HTTP 502)", False),
     (Fault("server_error", status=503), "OpenAI could not make the image now (HTTP 503)", False),

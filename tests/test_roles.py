@@ -25,7 +25,7 @@ def test_staff_cannot_change_settings_through_the_api(app, personas):
                                        "api_key": "sk-account-key-1111"}).status_code == 200
     before = stored_config()
     staff = ApiClient(app.test_client(), personas.staff)
-    refused = staff.put(SETTINGS, json={"base_url": "https://collector.example/v1", "api_key": ""})
+    refused = staff.put(SETTINGS, json={"base_url": "http://127.0.0.1:9/v1", "api_key": ""})
     assert refused.status_code == 403
     assert refused.get_json() == {"error": "Only the account's managers can change these settings.",
                                   "type": "PermissionDenied"}

@@ -1,6 +1,7 @@
 """HTTP plumbing shared by the providers: one bounded POST, readable transport errors, retries."""
 
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -10,7 +11,10 @@ from urllib.parse import urlsplit
 
 import requests
 
+from jobs import outbound
 from jobs.providers.base import ProviderError
+
+log = logging.getLogger(__name__)
 
 # A 1536x1024 PNG in base64 is ~4 MiB; 64 MiB leaves room for any real answer and stops a runaway one.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -55,7 +59,12 @@ def _request(method: str, url: str, payload, *, headers: dict, timeout: tuple[fl
     would never time out: reading the body gets the read timeout once more, as a total."""
     read_timeout = timeout[1]
     try:
-        with requests.Session() as session:
+        target = outbound.check(url)
+    except outbound.OutboundRefused as refused:
+        raise ProviderError(f"{label} was not called: {refused} Check the base URL in Settings → Image generation.",
+                            permanent=True, code="outbound_refused") from None
+    try:
+        with outbound.pinned(target), outbound.session() as session:
             # An API never redirects; following one could carry the key's request somewhere else.
             response = session.request(method, url, json=payload, headers=headers, timeout=timeout, stream=True,
                                        allow_redirects=False)
@@ -171,6 +180,15 @@ def host_key(url: str) -> str:
     host = (parts.hostname or "").lower()
     host = f"[{host}]" if ":" in host else host
     return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def error_text(answer: "Answer", message, label: str) -> str:
+    """What staff may read of an error answer: the provider's own JSON error message, never a raw body
+    (an internal service's answer could carry anything). The raw body goes to the worker log, cut short."""
+    if isinstance(message, str) and message.strip():
+        return message
+    log.warning("%s answered HTTP %s without a JSON error message: %s", label, answer.status, answer.snippet())
+    return f"HTTP {answer.status}"
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -10,7 +10,15 @@ from urllib.parse import urlsplit
 
 from jobs.providers import catalog
 from jobs.providers.base import Credentials, ImageProvider, ImageRequest, ProviderError, ProviderImage
-from jobs.providers.http import MAX_ANSWER_BYTES, Answer, host_key, post_json, redact, retry_after_seconds
+from jobs.providers.http import (
+    MAX_ANSWER_BYTES,
+    Answer,
+    error_text,
+    host_key,
+    post_json,
+    redact,
+    retry_after_seconds,
+)
 
 # The account's format → the API's `output_format`.
 WIRE_FORMATS = {"png": "png", "jpg": "jpeg", "webp": "webp"}
@@ -88,7 +96,7 @@ class OpenAIProvider(ImageProvider):
         error = payload.get("error") if isinstance(payload, dict) else None
         error = error if isinstance(error, dict) else {}
         code, kind = error.get("code"), error.get("type")
-        message = redact(str(error.get("message") or answer.snippet() or f"HTTP {status}"), api_key)
+        message = redact(error_text(answer, error.get("message"), self.label), api_key)
         label = self.label
 
         def fail(text, *, permanent, retry_after=None, blocks_key=False):

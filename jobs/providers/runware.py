@@ -8,7 +8,15 @@ from urllib.parse import urlsplit
 from jobs.providers import catalog
 from jobs.providers.base import Credentials, ImageProvider, ImageRequest, ProviderError, ProviderImage
 from jobs.providers.catalog import ModelSpec
-from jobs.providers.http import MAX_ANSWER_BYTES, Answer, host_key, post_json, redact, retry_after_seconds
+from jobs.providers.http import (
+    MAX_ANSWER_BYTES,
+    Answer,
+    error_text,
+    host_key,
+    post_json,
+    redact,
+    retry_after_seconds,
+)
 
 OUTPUT_FORMATS = {"webp": "WEBP", "jpg": "JPG", "png": "PNG"}
 CDN_HOST = "im.runware.ai"
@@ -95,7 +103,7 @@ class RunwareProvider(ImageProvider):
         errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
         first = next((e for e in errors if e.get("taskUUID") == task_uuid), errors[0] if errors else {})
         code = str(first.get("code") or "")
-        message = redact(str(first.get("message") or answer.snippet() or f"HTTP {status}"), api_key)
+        message = redact(error_text(answer, first.get("message"), self.label), api_key)
         named = f" ({code})" if code else ""
 
         def fail(text, *, permanent, retry_after=None, blocks_key=False):

@@ -16,21 +16,17 @@ The connection goes to the address that was checked, not to a second DNS answer 
 Signed URLs are secrets-ish, so logs and messages name the host, never the URL.
 """
 
-import contextvars
 import ipaddress
 import logging
-import socket
 import time
-from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
-from urllib3.util.connection import create_connection
+from urllib3.exceptions import ReadTimeoutError
+
+from jobs import outbound
+from jobs.outbound import Target
 
 log = logging.getLogger(__name__)
 
@@ -70,43 +66,31 @@ class FetchFailed(FetchError):
     """The download went wrong: unreachable, an error status, too large, too slow, cut short."""
 
 
-@dataclass(frozen=True)
-class _Target:
-    host: str
-    port: int
-    addresses: tuple[str, ...]
-
-
 def fetch_image(url: str, allowed_hosts: tuple[str, ...], *, max_bytes: int = MAX_BYTES,
                 timeout: tuple[float, float] = (5, 30), total_deadline: float = 60) -> bytes:
     """The body of `url`, following at most 3 redirects, each checked against `allowed_hosts`."""
     deadline = time.monotonic() + total_deadline
-    pins: dict[tuple[str, int], tuple[str, ...]] = {}
-    token = _PINS.set(pins)
-    try:
-        with _session() as session:
-            for hop in range(MAX_REDIRECTS + 1):
-                try:
-                    target = _check(url, allowed_hosts)
-                except FetchRefused as refused:
-                    if hop:
-                        raise FetchRefused(f"the image URL redirected somewhere refused: {refused.reason}") from None
-                    raise
-                pins[(target.host, target.port)] = target.addresses
-                log.info("fetching an image from %s", target.host)
-                with _get(session, url, target, timeout, deadline) as response:
-                    if response.is_redirect:
-                        url = urljoin(url, response.headers["Location"])
-                        continue
-                    if not 200 <= response.status_code < 300:
-                        raise FetchFailed(_status_reason(response.status_code), status=response.status_code)
-                    return _read_body(response, target.host, max_bytes, timeout[1], deadline, total_deadline)
-            raise FetchFailed(f"the provider's image URL redirected more than {MAX_REDIRECTS} times")
-    finally:
-        _PINS.reset(token)
+    with outbound.pinned(), _session() as session:
+        for hop in range(MAX_REDIRECTS + 1):
+            try:
+                target = _check(url, allowed_hosts)
+            except FetchRefused as refused:
+                if hop:
+                    raise FetchRefused(f"the image URL redirected somewhere refused: {refused.reason}") from None
+                raise
+            outbound.pin(target)
+            log.info("fetching an image from %s", target.host)
+            with _get(session, url, target, timeout, deadline) as response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers["Location"])
+                    continue
+                if not 200 <= response.status_code < 300:
+                    raise FetchFailed(_status_reason(response.status_code), status=response.status_code)
+                return _read_body(response, target.host, max_bytes, timeout[1], deadline, total_deadline)
+        raise FetchFailed(f"the provider's image URL redirected more than {MAX_REDIRECTS} times")
 
 
-def _check(url: str, allowed_hosts) -> _Target:
+def _check(url: str, allowed_hosts) -> Target:
     if any(ord(c) <= 0x20 or ord(c) == 0x7F or c == "\\" for c in url):
         raise FetchRefused("the image URL contains spaces, backslashes or control characters")
     parts = urlsplit(url)
@@ -130,11 +114,11 @@ def _check(url: str, allowed_hosts) -> _Target:
     addresses = _resolve(host, port)
     if not exact:
         for address in addresses:
-            if not _is_public(ipaddress.ip_address(address)):
+            if not outbound.is_public(ipaddress.ip_address(address)):
                 log.warning("refused an image URL on %s: it resolves to %s", label, address)
                 raise FetchRefused(f"{label} resolves to a private or reserved address ({address}), "
                                    "which is never fetched")
-    return _Target(host, port, addresses)
+    return Target(host, port, addresses)
 
 
 def _allowance(host: str, port: int, default_port: int, allowed_hosts) -> tuple[bool, bool]:
@@ -156,23 +140,12 @@ def _allowance(host: str, port: int, default_port: int, allowed_hosts) -> tuple[
 
 def _resolve(host: str, port: int) -> tuple[str, ...]:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+        return outbound.resolve(host, port)
+    except outbound.OutboundRefused:
         raise FetchFailed(f"could not resolve {host}") from None
-    return tuple(dict.fromkeys(info[4][0] for info in infos))
 
 
-def _is_public(ip) -> bool:
-    if ip.version == 6:
-        # An IPv6 address can carry an IPv4 one that the network will route to (mapped, 6to4, Teredo).
-        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
-        if any(v4 is not None and not _is_public(v4) for v4 in embedded):
-            return False
-    return ip.is_global and not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-                                 or ip.is_multicast or ip.is_unspecified)
-
-
-def _get(session, url, target: _Target, timeout, deadline) -> requests.Response:
+def _get(session, url, target: Target, timeout, deadline) -> requests.Response:
     remaining = max(deadline - time.monotonic(), 0.001)
     try:
         return session.get(url, allow_redirects=False, stream=True,
@@ -233,56 +206,5 @@ def _size_label(limit: int) -> str:
     return f"{limit / 1024:g} KB" if limit >= 1024 else f"{limit} bytes"
 
 
-# --- pinned connections: requests/urllib3 dial the checked address instead of resolving again ---
-
-_PINS: contextvars.ContextVar[dict] = contextvars.ContextVar("fetch_pins")
-
-
-class _PinnedConnectionMixin:
-    def _new_conn(self):
-        addresses = _PINS.get({}).get((self.host, self.port))
-        if not addresses:
-            raise FetchRefused(f"{self.host} was not checked before connecting")
-        error = None
-        for address in addresses:
-            try:
-                return create_connection((address, self.port), self.timeout,
-                                         source_address=self.source_address, socket_options=self.socket_options)
-            except TimeoutError:
-                error = ConnectTimeoutError(self, f"Connection to {self.host} timed out")
-            except OSError as exc:
-                error = NewConnectionError(self, f"Failed to establish a new connection: {exc}")
-        raise error
-
-
-class _PinnedHTTPConnection(_PinnedConnectionMixin, HTTPConnection):
-    pass
-
-
-class _PinnedHTTPSConnection(_PinnedConnectionMixin, HTTPSConnection):
-    pass
-
-
-class _PinnedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _PinnedHTTPConnection
-
-
-class _PinnedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _PinnedHTTPSConnection
-
-
-class _PinnedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _PinnedHTTPPool, "https": _PinnedHTTPSPool}
-
-
 def _session() -> requests.Session:
-    session = requests.Session()
-    # No proxies or .netrc from the environment: a proxy would make the address checks meaningless.
-    session.trust_env = False
-    session.headers.update({"Accept": "image/*", "Accept-Encoding": "identity", "User-Agent": "imggen-fetch/1"})
-    adapter = _PinnedAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return outbound.session({"Accept": "image/*", "Accept-Encoding": "identity", "User-Agent": "imggen-fetch/1"})
