@@ -17,7 +17,8 @@ from models import IntegrationSettings, ModelNotice, utcnow
 log = logging.getLogger(__name__)
 
 CHECKED_PROVIDERS = ("openai",)  # the providers whose model list announces shutdown dates
-DAILY_KEY = "imggen:check-models:today"
+# A schedule marker that lives its day out: not under "imggen:", which tests and resets clear.
+DAILY_KEY = "imggen-schedule:check-models"
 TIMEOUT = (5.0, 30.0)
 
 

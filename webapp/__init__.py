@@ -21,8 +21,23 @@ def create_app(test_config=None):
     if test_config:
         app.config.update(test_config)
 
-    from webapp import api, auth, cli, csrf, db, images_page, media, ops, pages, prompts_page, security, settings_page
+    from webapp import (
+        api,
+        auth,
+        cli,
+        csrf,
+        db,
+        images_page,
+        inputs,
+        media,
+        ops,
+        pages,
+        prompts_page,
+        security,
+        settings_page,
+    )
 
+    inputs.init_app(app)  # first: route converters are bound as blueprints register
     security.init_app(app)
     db.init_app(app)
     auth.init_app(app)

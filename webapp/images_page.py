@@ -19,6 +19,7 @@ from webapp.images_query import (
     latest_unfinished_task,
     settings_view,
 )
+from webapp.inputs import is_id_text, parse_page
 
 bp = Blueprint("images_page", __name__)
 install_error_handlers(bp)
@@ -43,7 +44,7 @@ bp.add_app_template_global(image_label, "image_label")
 def images():
     """Articles with their images, a page at a time, and the panel of a running generation."""
     status = request.args.get("status") if request.args.get("status") in IMAGE_STATUSES else None
-    page = max(1, request.args.get("page", default=1, type=int) or 1)
+    page = parse_page(request.args.get("page"))
     view = settings_view(g.account_id)
     blocks, total, pages = article_page(g.account_id, view, page, status)
     task_id = request.args.get("task") or latest_unfinished_task(g.account_id)
@@ -156,7 +157,7 @@ def _block(content_id: int):
 
 def _ids(name: str) -> list[int]:
     values = [v.strip() for v in request.form.getlist(name) if v.strip()]
-    if not all(v.isdigit() and 0 < int(v) < 2**53 for v in values):
+    if not all(is_id_text(v) for v in values):
         raise ValidationError(f"'{name}' must hold positive whole numbers.")
     return list(dict.fromkeys(int(v) for v in values))
 

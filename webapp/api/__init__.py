@@ -5,6 +5,7 @@ from werkzeug.exceptions import HTTPException
 
 from jobs.errors import AIFunctionError, NotFound, ValidationError
 from webapp.errors import json_error
+from webapp.inputs import check_text
 from webapp.writer import InProgress
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
@@ -45,7 +46,11 @@ def json_body() -> dict:
     """The request's JSON object, or a 400 that says what to send."""
     if not request.is_json:
         raise ValidationError("Send a JSON object with Content-Type: application/json.")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise ValidationError("The JSON is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ValidationError("The body must be a JSON object.")
+    check_text(data)
     return data

@@ -8,6 +8,7 @@ from models import IMAGE_STATUSES, Images
 from webapp import writer
 from webapp.api import bp, json_body
 from webapp.api.serializers import image_json
+from webapp.inputs import parse_id
 
 FUNCTION = "generate_images_from_prompts"
 
@@ -18,9 +19,7 @@ def list_images():
     query = Images.for_account(g.account_id)
     content_id = request.args.get("content_id")
     if content_id is not None:
-        if not content_id.isdigit():
-            raise ValidationError("content_id must be a whole number.")
-        query = query.where(Images.content == int(content_id))
+        query = query.where(Images.content == parse_id(content_id, "content_id"))
     status = request.args.get("status")
     if status is not None:
         if status not in IMAGE_STATUSES:
