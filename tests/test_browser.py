@@ -6,15 +6,14 @@ If Chromium cannot be launched these tests fail: a skipped browser test would hi
 
 import contextlib
 import re
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from jobs import image_settings
 from models import AIPrompt, AITaskLog, Content, Images, db
 from tests import factories
+from tests.browser_fixtures import CHROMIUM
 from tests.conftest import Personas
 from tests.page_helpers import running_task
 
@@ -22,34 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Exception as exc:  # reported by each test as a failure, never a skip
-            yield exc
-            return
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def live_server(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
 
 
 @pytest.fixture

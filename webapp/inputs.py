@@ -28,12 +28,13 @@ def parse_page(text, default: int = 1) -> int:
 
 
 class IdConverter(BaseConverter):
-    """`<int:...>` in every route: ASCII digits within the id range, else the route does not match (404)."""
+    """`<int:...>` in every route: ASCII digits within the id range, else the route does not match (404).
+    0 matches (rq-dashboard numbers its Redis instances from 0; no row has id 0, so ours answer 404)."""
 
     regex = r"[0-9]{1,10}"
 
     def to_python(self, value):
-        if not is_id_text(value):
+        if not (value.isascii() and value.isdigit() and int(value) <= MAX_ID):
             raise NoMatch()
         return int(value)
 
