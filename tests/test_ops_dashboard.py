@@ -78,3 +78,8 @@ def test_pages_render_for_jobs_with_dependencies_and_requeue_works(client, perso
     queue.failed_job_registry.remove(failing.id)
     again = client.post(f"/rq/job/{failing.id}/requeue", headers={"X-CSRFToken": token})
     assert again.status_code == 404
+
+
+def test_the_page_of_a_job_that_does_not_exist_is_a_404(client, personas, redis_conn):
+    login(client, personas.admin)
+    assert client.get("/rq/0/view/job/no-such-job").status_code == 404

@@ -220,3 +220,14 @@ def test_an_animated_webp_is_re_encoded_as_its_first_frame():
     prepared = prepare_image(source, "webp")
     with Image.open(io.BytesIO(prepared.data)) as kept:
         assert getattr(kept, "n_frames", 1) == 1 and b"ANMF" not in prepared.data
+
+
+def test_an_image_too_wide_for_webp_says_so_and_names_the_limit():
+    # 20000x1000 is a valid PNG (20 MP, under the bomb limit) but WebP stores at most 16383 a side.
+    buffer = io.BytesIO()
+    Image.new("RGB", (20000, 1000), (10, 20, 30)).save(buffer, "PNG", compress_level=1)
+    with pytest.raises(ImageRejected) as caught:
+        prepare_image(buffer.getvalue(), "webp")
+    assert caught.value.reason == ("the image is 20000x1000, too large for WEBP, which allows at most 16383 pixels a "
+                                   "side; choose another format or a smaller size")
+    assert prepare_image(buffer.getvalue(), "png").width == 20000  # PNG takes it

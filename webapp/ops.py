@@ -35,6 +35,15 @@ def init_app(app):
     app.view_functions["rq_dashboard.job_info"] = _job_info
     # A double click requeues a job that has left the failed registry: answer 404, not 500.
     app.view_functions["rq_dashboard.requeue_job_view"] = _requeue_job
+    # The job page of a job that does not exist (expired, or a typed id) is a 404, not a 500.
+    shown_job_page = app.view_functions["rq_dashboard.job_view"]
+
+    def _job_page(instance_number, job_id):
+        if not Job.exists(job_id, connection=current_app.redis_conn):
+            abort(404)
+        return shown_job_page(instance_number, job_id)
+
+    app.view_functions["rq_dashboard.job_view"] = _job_page
 
 
 def _admins_only():

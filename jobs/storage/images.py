@@ -211,8 +211,16 @@ def _webp_without_metadata(data: bytes) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+# The formats' own limits on a side (WebP stores 14-bit sizes, JPEG 16-bit).
+MAX_SIDE = {"webp": 16383, "jpg": 65535}
+
+
 def _encode(image: Image.Image, image_format: str) -> PreparedImage:
     pillow_format, content_type, extension = FORMATS[image_format]
+    limit = MAX_SIDE.get(image_format)
+    if limit and max(image.size) > limit:
+        raise ImageRejected(f"the image is {image.width}x{image.height}, too large for {image_format.upper()}, which "
+                            f"allows at most {limit} pixels a side; choose another format or a smaller size")
     # EXIF is not copied to the output, so apply its rotation to the pixels first.
     image = ImageOps.exif_transpose(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
