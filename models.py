@@ -89,6 +89,7 @@ class ApiToken(BaseModel):
     name = CharField(default="")
     created_at = DateTimeField(default=utcnow)
     last_used_at = DateTimeField(null=True)
+    expires_at = DateTimeField(null=True)  # None: until revoked
 
 
 class Content(BaseModel):

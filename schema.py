@@ -7,7 +7,7 @@ changes nothing. A new schema change is one more function appended to MIGRATIONS
 from peewee import DateTimeField, IntegerField, Model, fn
 from playhouse.migrate import migrate
 
-from models import ALL_MODELS, Images, ModelNotice, User, db, utcnow
+from models import ALL_MODELS, ApiToken, Images, ModelNotice, User, db, utcnow
 
 
 class SchemaVersion(Model):
@@ -33,6 +33,8 @@ def _request_ids_and_model_notices(migrator):
 
 
 def _roles(migrator):
+    if "expires_at" not in {c.name for c in db.get_columns(ApiToken._meta.table_name)}:
+        migrate(migrator.add_column(ApiToken._meta.table_name, "expires_at", ApiToken.expires_at))
     columns = {c.name for c in db.get_columns(User._meta.table_name)}
     if "session_version" not in columns:
         migrate(migrator.add_column(User._meta.table_name, "session_version", User.session_version))
@@ -48,7 +50,7 @@ def _roles(migrator):
 MIGRATIONS = [
     (1, "initial schema", _initial),
     (2, "provider request ids, uncertain charges and announced model shutdowns", _request_ids_and_model_notices),
-    (3, "user roles (staff, manager) and session versions", _roles),
+    (3, "user roles (staff, manager), session versions and token expiry", _roles),
 ]
 
 

@@ -22,6 +22,7 @@ def create_app(test_config=None):
         app.config.update(test_config)
 
     from webapp import (
+        account_page,
         api,
         auth,
         cli,
@@ -47,7 +48,7 @@ def create_app(test_config=None):
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(media.bp)
-    for page in (images_page, settings_page, prompts_page):
+    for page in (images_page, settings_page, prompts_page, account_page):
         app.register_blueprint(page.bp)
     ops.init_app(app)
     return app

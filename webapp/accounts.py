@@ -41,11 +41,31 @@ def authenticate(email: str, password: str) -> User | None:
     return user if user and matches else None
 
 
-def create_token(user: User, name: str = "cli") -> str:
+def create_token(user: User, name: str = "cli", *, expires_at=None) -> str:
     """Make a bearer token; only its hash is stored, so it can be shown just once."""
     token = secrets.token_urlsafe(32)
-    ApiToken.create(user=user, token_hash=hash_token(token), name=name)
+    ApiToken.create(user=user, token_hash=hash_token(token), name=name, expires_at=expires_at)
     return token
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    return list(ApiToken.select().where(ApiToken.user == user).order_by(ApiToken.created_at, ApiToken.id))
+
+
+def revoke_token(token_id: int, *, account_id: int | None = None) -> bool:
+    """Delete a token (within `account_id` when given); True when one was revoked."""
+    query = ApiToken.delete().where(ApiToken.id == token_id)
+    if account_id is not None:
+        query = query.where(ApiToken.user.in_(User.select(User.id).where(User.account == account_id)))
+    return query.execute() == 1
+
+
+def delete_user(user: User) -> None:
+    """Remove a user, its tokens and so every way it had in; an account keeps at least one manager."""
+    if user.is_manager and not User.select().where((User.account == user.account_id) & (User.role == "manager")
+                                                   & (User.id != user.id)).exists():
+        raise ValueError(f"{user.email} is the account's last manager; make another user a manager first.")
+    user.delete_instance(recursive=True)
 
 
 def user_for_token(token: str) -> User | None:
@@ -55,7 +75,7 @@ def user_for_token(token: str) -> User | None:
         .where(ApiToken.token_hash == hash_token(token))
         .first()
     )
-    if row is None:
+    if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
         return None
     ApiToken.update(last_used_at=utcnow()).where(ApiToken.id == row.id).execute()
     return row.user

@@ -1,16 +1,19 @@
-"""Admin commands: `flask --app webapp seed-demo | create-user | create-token`."""
+"""Admin commands: `flask --app webapp seed-demo | create-user | create-token | list-tokens | revoke-token |
+delete-user | check-models` and the rest."""
 
+import datetime
 import time
 
 import click
 from flask.cli import with_appcontext
 
-from models import ROLES, Account, Content, User, db
+from models import ROLES, Account, Content, User, db, utcnow
 from webapp import accounts, demo
 
 
 def init_app(app):
-    for command in (seed_demo, create_user, create_token, generate_images, rotate_keys, check_models):
+    for command in (seed_demo, create_user, create_token, list_tokens, revoke_token, delete_user, generate_images,
+                    rotate_keys, check_models):
         app.cli.add_command(command)
 
 
@@ -48,13 +51,58 @@ def create_user(email, password, admin, account_name, role):
 @with_appcontext
 @click.argument("email")
 @click.option("--name", default="cli", help="A label for the token.")
-def create_token(email, name):
+@click.option("--expires-days", type=click.IntRange(1, 3650), default=None, help="Expire after this many days.")
+def create_token(email, name, expires_days):
     """Print a new API bearer token for EMAIL (only its hash is stored)."""
     with db.connection_context():
-        user = User.get_or_none(User.email == email.strip().lower())
-        if user is None:
-            raise click.ClickException(f"No user with the email {email}.")
-        click.echo(accounts.create_token(user, name=name))
+        user = _user(email)
+        expires = utcnow() + datetime.timedelta(days=expires_days) if expires_days else None
+        click.echo(accounts.create_token(user, name=name, expires_at=expires))
+
+
+@click.command("list-tokens")
+@with_appcontext
+@click.argument("email")
+def list_tokens(email):
+    """List EMAIL's API tokens: id, name, created, last used, expiry (never the tokens themselves)."""
+    with db.connection_context():
+        tokens = accounts.tokens_of(_user(email))
+    for token in tokens:
+        used = f"last used {token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never used"
+        expires = f"expires {token.expires_at:%Y-%m-%d}" if token.expires_at else "no expiry"
+        click.echo(f"{token.id}\t{token.name}\tcreated {token.created_at:%Y-%m-%d %H:%M}\t{used}\t{expires}")
+    click.echo(f"{len(tokens)} token(s).")
+
+
+@click.command("revoke-token")
+@with_appcontext
+@click.argument("token_id", type=int)
+def revoke_token(token_id):
+    """Revoke (delete) the API token with this id; it stops working at once."""
+    with db.connection_context():
+        if not accounts.revoke_token(token_id):
+            raise click.ClickException(f"No token with id {token_id}.")
+    click.echo(f"Revoked token {token_id}.")
+
+
+@click.command("delete-user")
+@with_appcontext
+@click.argument("email")
+def delete_user(email):
+    """Remove a user with its tokens; its sessions end at once."""
+    with db.connection_context():
+        try:
+            accounts.delete_user(_user(email))
+        except ValueError as refused:
+            raise click.ClickException(str(refused)) from None
+    click.echo(f"Deleted user {email.strip().lower()}.")
+
+
+def _user(email) -> User:
+    user = User.get_or_none(User.email == email.strip().lower())
+    if user is None:
+        raise click.ClickException(f"No user with the email {email}.")
+    return user
 
 
 @click.command("generate-images")

@@ -44,6 +44,9 @@ def _navigation():
     from flask import current_app
 
     def nav_links():
-        return [(e, label) for e, label in NAV if e in current_app.view_functions]
+        links = [(e, label) for e, label in NAV if e in current_app.view_functions]
+        if g.user is not None and g.user.is_manager:
+            links.append(("account_page.account", "Account"))
+        return links
 
     return {"nav_links": nav_links}
