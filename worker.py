@@ -10,8 +10,12 @@ import logging
 import multiprocessing
 import os
 import socket
+import time
 
+import redis
 from rq import Worker
+from rq.job import Job
+from rq.registry import StartedJobRegistry
 
 from config import load_config
 from jobs import registry, runtime, sweep
@@ -44,6 +48,14 @@ class ImageWorker(Worker):
         super().handle_job_success(job, queue, *args, **kwargs)
         sweep.push_ready_dependents(queue, dependents)
 
+    def maintain_heartbeats(self, *args, **kwargs):
+        # RQ lets a lost Redis escape from here while a work-horse runs, ending the worker; the horse
+        # goes on (its image is recorded in the database), and the heartbeat resumes with Redis.
+        try:
+            super().maintain_heartbeats(*args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self.log.warning("Worker %s: heartbeat missed, Redis is unreachable: %s", self.name, exc)
+
     def handle_job_failure(self, job, queue, *args, **kwargs):
         dependents = job.dependent_ids
         super().handle_job_failure(job, queue, *args, **kwargs)
@@ -58,6 +70,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger("worker")
     config = load_config()
     runtime.ensure_database(config)
     # Import the job entry points and every AI function once, before the first fork: each work-horse
@@ -70,7 +83,7 @@ def main(argv=None):
     # do not walk (and so copy, page by page) the memory it shares with the worker after fork().
     gc.freeze()
     connection = get_redis(config)
-    logging.getLogger("worker").info(
+    log.info(
         "worker on queue %r, %s, database %s", config.queue_name, redis_label(redis_url(config)),
         config.database_label,
     )
@@ -83,16 +96,54 @@ def main(argv=None):
         # and a thread holding a database or Redis connection across fork() is not safe.
         multiprocessing.get_context("spawn").Process(
             target=sweep.run_forever, args=(os.getpid(), name, config), daemon=True, name="sweeper").start()
-    worker = ImageWorker(
-        # SAVE jobs first: they are short, and a stored image is what staff wait for.
-        [store_queue_name(config.queue_name), config.queue_name],
-        store_queue=store_queue_name(config.queue_name),
-        connection=connection,
-        name=name,
-        # Abandoned jobs (a killed worker) are found by maintenance; the default 10 minutes is too slow.
-        maintenance_interval=60,
-    )
-    worker.work(burst=args.burst, with_scheduler=True)
+    restarts, lost = 0, None
+    while True:
+        worker = ImageWorker(
+            # SAVE jobs first: they are short, and a stored image is what staff wait for.
+            [store_queue_name(config.queue_name), config.queue_name],
+            store_queue=store_queue_name(config.queue_name),
+            connection=connection,
+            # A new registration after a lost Redis: the old one may still be listed until it expires.
+            name=name if not restarts else f"{name}.{restarts}",
+            # Abandoned jobs (a killed worker) are found by maintenance; the default 10 minutes is too slow.
+            maintenance_interval=60,
+        )
+        if lost is not None:
+            _end_jobs_left_started(worker, lost)
+        try:
+            worker.work(burst=args.burst, with_scheduler=True)
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # Ride out an outage instead of exiting: wait for Redis, then work on.
+            restarts, lost = restarts + 1, worker.name
+            log.warning("Redis was lost (%s); reconnecting", exc)
+            _wait_for_redis(connection)
+
+
+def _end_jobs_left_started(worker, lost_name: str) -> None:
+    """A job whose end could not be recorded while Redis was gone (its work-horse has exited) is failed
+    in RQ now, as RQ would have done: its dependents go on and its provider slot is freed. What the
+    image became is already in the database."""
+    for queue in worker.queues:
+        registry = StartedJobRegistry(queue=queue)
+        for job in Job.fetch_many(registry.get_job_ids(cleanup=False), connection=worker.connection):
+            if job is not None and job.worker_name == lost_name:
+                worker.handle_job_failure(job, queue, exc_string="The worker lost Redis while this job ran; "
+                                                                 "its image's outcome is in the database.")
+    # Recording those failures wrote this worker's key before its birth, which RQ would take for a
+    # second worker of the same name.
+    worker.connection.delete(worker.key)
+
+
+def _wait_for_redis(connection, *, first_wait: float = 0.5, longest_wait: float = 30.0) -> None:
+    wait = first_wait
+    while True:
+        time.sleep(wait)
+        try:
+            connection.ping()
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            wait = min(wait * 2, longest_wait)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import os
 import time
 from decimal import Decimal
 
+from redis.exceptions import RedisError
+
 from jobs import latency
 from jobs.limits import KeyLimiter, Limits
 from jobs.providers import get_provider
@@ -90,8 +92,8 @@ class AICore:
                     self.limiter.block(exc.message)
                 raise
             finally:
-                self.limiter.release(token)
-            self.limiter.on_success()
+                self._quietly(self.limiter.release, token)
+            self._quietly(self.limiter.on_success)
             return image
 
         def on_retry(error, delay):
@@ -103,7 +105,7 @@ class AICore:
         elapsed = time.monotonic() - started - self.timings.get("limit_wait", 0)
         self.timings["provider_call"] = elapsed
         if self.redis is not None:
-            latency.record(self.redis, provider, model, elapsed)
+            self._quietly(latency.record, self.redis, provider, model, elapsed)
         # The answer's own cost (usage priced per token, or what Runware charged); the price table
         # only when the answer gave none.
         cost = image.cost if image.cost is not None else backend.estimate_cost(request)
@@ -115,6 +117,16 @@ class AICore:
             "download_hosts": image.download_hosts,
             "latency": elapsed,
         }
+
+
+    @staticmethod
+    def _quietly(step, *args) -> None:
+        """Book-keep a finished call in Redis; a lost Redis must not throw away an answer already paid for
+        (the slot's lease expires by itself, and an idle key's state is rebuilt)."""
+        try:
+            step(*args)
+        except RedisError as exc:
+            log.warning("provider limits not updated, Redis is unreachable: %s", exc)
 
 
 def _current_job_id() -> str | None:

@@ -15,6 +15,7 @@ import os
 import time
 from datetime import UTC
 
+from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.job import Dependency
 from rq.timeouts import JobTimeoutException
@@ -68,6 +69,8 @@ def readable_error(exc: BaseException) -> str:
         return exc.message
     if isinstance(exc, EXPECTED_ERRORS):
         return str(exc)
+    if isinstance(exc, RedisError):
+        return "The job queue (Redis) could not be reached while this image was made; generate it again."
     if isinstance(exc, JobTimeoutException):
         return f"Timed out after {ITEM_TIMEOUT} s; retry it when the provider is faster."
     return f"Unexpected error ({type(exc).__name__}); the details are in the worker log."
@@ -268,7 +271,10 @@ class AIEngine:
         """Whether another item of this task waits for this job. A chain's last item saves in its own
         job: nothing waits for it, and handing over would only add a job's start to the task's end."""
         job = get_current_job()
-        return job is not None and any(d != done_job_id(self.task_id) for d in job.dependent_ids)
+        try:
+            return job is not None and any(d != done_job_id(self.task_id) for d in job.dependent_ids)
+        except RedisError:
+            return False  # no hand-over without Redis: this job saves the image itself
 
     def _hand_off_save(self, item_id, parsed: dict) -> None:
         job = get_current_job()
@@ -358,7 +364,11 @@ class AIEngine:
         if job is None:  # run inline (tests, CLI): the database is the record
             return
         job.meta.update(values)
-        job.save_meta()
+        try:
+            job.save_meta()
+        except RedisError as exc:
+            # Meta is only the live view; the database is the record, so a lost Redis does not fail the image.
+            log.warning("job %s: live progress not saved, Redis is unreachable: %s", job.id, exc)
 
     def _queue(self) -> Queue:
         if self.queue is None:

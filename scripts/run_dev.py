@@ -51,6 +51,10 @@ def stop(processes):
             process.wait()
 
 
+def start(command) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+
+
 def main():
     config = load_config()
     processes = []
@@ -61,22 +65,29 @@ def main():
         flask("init-db")
         print("Demo logins:")
         flask("seed-demo")
-        for n in range(WORKERS):
-            processes.append(subprocess.Popen([sys.executable, "worker.py", "--name", f"dev-{os.getpid()}-{n}"],
-                                              cwd=ROOT, start_new_session=True))
         port = free_port(int(os.environ.get("PORT", "5000")))
-        processes.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "4", "--graceful-timeout", "5", "webapp:create_app()"],
-            cwd=ROOT, start_new_session=True,
-        ))
+        commands = [[sys.executable, "worker.py", "--name", f"dev-{os.getpid()}-{n}"] for n in range(WORKERS)]
+        commands.append([str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+                         "--workers", "2", "--threads", "4", "--graceful-timeout", "5", "webapp:create_app()"])
+        processes[:] = [start(command) for command in commands]
         time.sleep(1.5)
         print(f"\n  Open http://127.0.0.1:{port}/ and log in with a demo login above.  Ctrl-C stops.\n",
               flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-        while all(p.poll() is None for p in processes):
+        restarts = {}
+        while True:
             time.sleep(0.5)
-        print("A process stopped; stopping the rest.", file=sys.stderr)
+            for n, process in enumerate(processes):
+                if process.poll() is None:
+                    continue
+                # One child that exits (a lost Redis, a crash) is started again rather than taking the
+                # whole service down; one that keeps exiting is given more time between tries.
+                restarts[n] = restarts.get(n, 0) + 1
+                wait = min(30, 2 ** (restarts[n] - 1))
+                print(f"{' '.join(Path(c).name for c in commands[n][:2])} exited with {process.returncode}; "
+                      f"starting it again in {wait} s", file=sys.stderr, flush=True)
+                time.sleep(wait)
+                processes[n] = start(commands[n])
     except KeyboardInterrupt:
         print("\nStopping…", flush=True)
     finally:

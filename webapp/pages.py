@@ -27,8 +27,32 @@ def index():
 
 @bp.route("/healthz")
 def healthz():
-    """Liveness for the platform's router: the app is up and answers."""
-    return {"ok": True}
+    """The app answers; 503 and which dependency is down when the database or Redis is unreachable."""
+    checks = {"database": _database_up(), "redis": _redis_up()}
+    down = [name for name, up in checks.items() if not up]
+    body = {"ok": not down, **{name: "up" if up else "down" for name, up in checks.items()}}
+    return body, 503 if down else 200
+
+
+def _database_up() -> bool:
+    from models import db
+
+    try:
+        db.execute_sql("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 - any failure of the check means "down"
+        return False
+
+
+def _redis_up() -> bool:
+    from redis.exceptions import RedisError
+
+    from jobs.connection import get_redis
+
+    try:
+        return bool(get_redis().ping())
+    except (RedisError, OSError):
+        return False
 
 
 NAV = [
