@@ -5,40 +5,23 @@ If Chromium cannot be launched these tests fail: a skipped browser test would hi
 """
 
 import contextlib
-import re
-from pathlib import Path
 
 import pytest
 
 from jobs import image_settings
 from models import AIPrompt, AITaskLog, Content, Images, db
 from tests import factories
-from tests.browser_fixtures import CHROMIUM
+from tests.browser_fixtures import ARTIFACTS, logged_in_page
 from tests.conftest import Personas
 from tests.page_helpers import running_task
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-TIMEOUT_MS = 60_000
-
-
 @pytest.fixture
 def page(chromium, live_server, personas, worker):
-    if isinstance(chromium, Exception):
-        pytest.fail(f"Chromium ({CHROMIUM}) could not be launched: {chromium}")
-    ARTIFACTS.mkdir(exist_ok=True)
-    context = chromium.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
+    context, page = logged_in_page(chromium, live_server, personas.owner, Personas.password)
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto("/login")
-    page.get_by_label("Email").fill(personas.owner.email)
-    page.get_by_label("Password").fill(Personas.password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r".*/$"))
     yield page
     with contextlib.suppress(Exception):
         shot(page, "last-page.png", full_page=True)

@@ -3,16 +3,15 @@ exception — never runs as script in Chromium, on the staff pages or on rq-dash
 The Content Security Policy lets only the app's own script files run (and rq-dashboard's own inline
 scripts, by hash); these tests also check that the pages still work under it."""
 
-import re
 
 import pytest
 from rq import Queue
 
 from models import Images, db
 from tests import factories
-from tests.browser_fixtures import CHROMIUM
+from tests.browser_fixtures import TIMEOUT_MS, logged_in_page
 from tests.conftest import Personas, wait_for
-from tests.test_browser import ARTIFACTS, TIMEOUT_MS, shot
+from tests.test_browser import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
@@ -20,20 +19,10 @@ HOSTILE = '<img src=x onerror="window.__xss=(window.__xss||0)+1"><script>window.
 
 
 def open_as(chromium, live_server, user):
-    if isinstance(chromium, Exception):
-        pytest.fail(f"Chromium ({CHROMIUM}) could not be launched: {chromium}")
-    ARTIFACTS.mkdir(exist_ok=True)
-    context = chromium.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
+    context, page = logged_in_page(chromium, live_server, user, Personas.password)
     page.on("dialog", lambda dialog: (_ for _ in ()).throw(AssertionError(f"a dialog opened: {dialog.message}")))
     page.console_errors = []
     page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
-    page.goto("/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(Personas.password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r".*/$"))
     return context, page
 
 

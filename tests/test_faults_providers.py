@@ -2,14 +2,13 @@
 nothing is retried that must not be, and the worker survives."""
 
 import json
-import socket
-import threading
 
 import pytest
 from PIL import Image
 
 from tests import factories, ledger
 from tests.api_helpers import ApiClient
+from tests.canary import Canary
 from tests.conftest import WorkerProcess
 from tests.fakes.faults import Fault
 from tests.fakes.openai_server import FakeOpenAICompatible
@@ -121,33 +120,6 @@ def test_a_decompression_bomb(api, fake_openai, tmp_path, fast_timeout_worker):
     one_image_fails(api, fake_openai, "gpt-image-2",
                     Fault("raw", status=200, body=body, content_type="application/json"), "too large")
     assert fast_timeout_worker.process.poll() is None
-
-
-class Canary:
-    """A listener that records any connection: a refused fetch must never reach it."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.hits = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.hits += 1
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.sock.close()
 
 
 @pytest.mark.parametrize("target", [

@@ -1,8 +1,6 @@
 """The outbound guard: the account's key only ever goes to a public address, or to one the operator
 allows (OUTBOUND_ALLOW), checked when the base URL is saved and again right before each call."""
 
-import socket
-import threading
 
 import pytest
 
@@ -11,6 +9,7 @@ from jobs.providers.base import Credentials, ImageRequest, ProviderError
 from jobs.providers.openai import OpenAIProvider
 from jobs.providers.runware import RunwareProvider
 from tests.api_helpers import SETTINGS, ApiClient
+from tests.canary import Canary
 from tests.fakes import Fault
 
 
@@ -22,33 +21,6 @@ def api(client, personas):
 @pytest.fixture
 def nothing_allowed(monkeypatch):
     monkeypatch.setenv("OUTBOUND_ALLOW", "")
-
-
-class Canary:
-    """A listener that counts connections: a refused call must never reach it."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.hits = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.hits += 1
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.sock.close()
 
 
 @pytest.mark.parametrize("base_url, says", [
