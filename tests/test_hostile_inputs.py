@@ -56,6 +56,12 @@ def test_an_odd_number_in_a_query_string_is_refused_or_ignored(api, staff, route
         assert answer.status_code == status, (url, answer.status_code)
 
 
+def test_a_task_id_with_a_nul_or_a_surrogate_is_a_404(api, staff):
+    for task_id in ("%00", "abc%00def", "%ED%A0%80", "x" * 300):
+        assert api.get(f"/v1/system/task_progress/{task_id}/").status_code == 404, task_id
+        assert staff.get(f"/writer/tasks/{task_id}/progress", htmx=True).status_code == 404, task_id
+
+
 def test_odd_ids_in_the_generate_form_are_a_400(staff):
     for odd in ["²", str(10**23), "0", "abc"]:
         assert staff.post("/writer/images/generate", {"ids": odd}).status_code == 400, odd

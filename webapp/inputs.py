@@ -2,6 +2,7 @@
 integer range ("²" and "١٢" are digits to Python, not to us), text is valid UTF-8 without NUL, and
 JSON is not nested deeper than a person would write — so odd input is a 400 or a 404, never a 500."""
 
+from flask import abort
 from werkzeug.routing import BaseConverter
 from werkzeug.routing import ValidationError as NoMatch
 
@@ -70,6 +71,10 @@ def init_app(app):
 
         from webapp.htmx import message
 
+        try:
+            check_text(request.path, "the address")
+        except ValidationError:
+            abort(404)  # no route has such a path; answered like any other unknown address
         for name, value in [*request.args.items(multi=True), *request.form.items(multi=True)]:
             try:
                 check_text(value, name)
