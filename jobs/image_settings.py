@@ -13,7 +13,7 @@ from jobs import outbound
 from jobs.errors import ValidationError
 from jobs.limits import Limits
 from jobs.providers import PROVIDERS
-from jobs.providers.base import Credentials
+from jobs.providers.base import Credentials, ProviderError
 from jobs.providers.catalog import PLACEMENT_PRESETS, ModelSpec, ModelStatus, parse_size
 from models import IntegrationSettings, ModelNotice, utcnow
 from secret_box import SecretBox
@@ -104,7 +104,7 @@ def end_user_id(account_id) -> str:
 def spec_or_none(provider, model) -> ModelSpec | None:
     try:
         return provider.model_spec(model)
-    except Exception:  # noqa: BLE001 - an unknown model is reported by validate()
+    except ProviderError:  # an unknown model: validate() says so
         return None
 
 
@@ -220,7 +220,14 @@ def validate(data: dict, current: dict, account_id=None) -> tuple[dict, dict]:
         raise ValidationError("Send the settings as a JSON object.")
     sent = {k: v for k, v in data.items() if k in DEFAULTS}
     merged = {**DEFAULTS, **current, **sent}
-    merged.pop("in_article_orientation", None)
+    orientation = merged.pop("in_article_orientation", None)
+    if orientation in _ORIENTATION_PRESETS and "in_article" not in (current.get("sizes") or {}):
+        # Saved before sizes per placement: the shape chosen then becomes the in-article size now.
+        provider = PROVIDERS.get(merged["provider"])
+        spec = spec_or_none(provider, merged["model"]) if provider else None
+        if spec is not None:
+            size = "{}x{}".format(*spec.size_rule.preset(_ORIENTATION_PRESETS[orientation]))
+            current = {**current, "sizes": {**(current.get("sizes") or {}), "in_article": size}}
     errors: dict = {}
     provider = PROVIDERS.get(merged["provider"])
     spec = None

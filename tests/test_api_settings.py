@@ -130,3 +130,17 @@ def test_is_active_takes_only_true_or_false(api):
     refused = api.put(SETTINGS, json={"is_active": "yes"})
     assert refused.status_code == 400 and "is_active" in refused.get_json()["fields"]
     assert api.put(SETTINGS, json={"is_active": False}).get_json()["is_active"] is False
+
+
+def test_an_in_article_orientation_saved_before_sizes_per_placement_becomes_its_size(api):
+    api.put(SETTINGS, json={"provider": "placeholder"})
+    with db.connection_context():
+        row = IntegrationSettings.get()
+        row.config = {**row.config, "in_article_orientation": "portrait"}  # as older versions saved it
+        row.save()
+    assert api.get(SETTINGS).get_json()["sizes"]["in_article"] == "1024x1536"
+    saved = api.put(SETTINGS, json={"image_format": "png"}).get_json()
+    assert saved["sizes"]["in_article"] == "1024x1536"
+    with db.connection_context():
+        config = IntegrationSettings.get().config
+    assert config["sizes"]["in_article"] == "1024x1536" and "in_article_orientation" not in config
