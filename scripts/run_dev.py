@@ -4,6 +4,7 @@ Starts the embedded Redis (unless REDIS_URL is set), prepares the database and t
 then runs the workers and the web server until Ctrl-C, and leaves no process behind.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -49,6 +50,13 @@ def stop(processes):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        end_group(process)
+
+
+def end_group(process) -> None:
+    """End whatever is left of a child's process group (each child runs in a session of its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def start(command) -> subprocess.Popen:
@@ -82,6 +90,7 @@ def main():
                     continue
                 # One child that exits (a lost Redis, a crash) is started again rather than taking the
                 # whole service down; one that keeps exiting is given more time between tries.
+                end_group(process)  # what it forked (RQ's scheduler, the sweeper) goes with it
                 restarts[n] = restarts.get(n, 0) + 1
                 wait = min(30, 2 ** (restarts[n] - 1))
                 print(f"{' '.join(Path(c).name for c in commands[n][:2])} exited with {process.returncode}; "

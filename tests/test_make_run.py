@@ -24,17 +24,31 @@ def test_a_worker_that_dies_is_started_again_and_stopping_leaves_nothing(tmp_pat
         wait_for(lambda: b"Ctrl-C stops" in log.read_bytes(), timeout=60, message="make run to start")
         workers = [pid for pid in _children(supervisor.pid) if b"worker.py" in _cmdline(pid)]
         assert len(workers) == 1
+        group = [pid for pid in _all_pids() if _pgid(pid) == workers[0]]  # the worker and what it forked
+        assert len(group) > 1
         os.kill(workers[0], signal.SIGKILL)
         wait_for(lambda: b"starting it again" in log.read_bytes(), timeout=30, message="the restart notice")
         wait_for(lambda: [p for p in _children(supervisor.pid) if b"worker.py" in _cmdline(p) and p != workers[0]],
                  timeout=30, message="a new worker")
         assert supervisor.poll() is None  # the service kept running
+        wait_for(lambda: not [p for p in group if _alive(p)], timeout=10, message="the dead worker's forks to end")
     finally:
         started = _children(supervisor.pid)
         supervisor.send_signal(signal.SIGINT)
         supervisor.wait(timeout=60)
     time.sleep(0.5)
     assert not [pid for pid in started if os.path.exists(f"/proc/{pid}") and _alive(pid)], log.read_text()[-2000:]
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _cmdline(pid: int) -> bytes:
