@@ -10,6 +10,7 @@ import json
 from peewee import (
     BlobField,
     BooleanField,
+    Case,
     CharField,
     DatabaseProxy,
     DateField,
@@ -19,6 +20,7 @@ from peewee import (
     IntegerField,
     Model,
     TextField,
+    fn,
 )
 from playhouse.db_url import connect
 
@@ -135,6 +137,9 @@ class Images(BaseModel):
     provider_request_id = CharField(max_length=200, null=True)
     # The last call timed out on our side after the provider had the request: it may have been billed.
     charge_uncertain = BooleanField(default=False)
+    # Where the provider's answer waits (storage's staging area) between the call and the SAVE job: a
+    # paid answer survives a killed worker or a lost Redis, and the SAVE job can run again from it.
+    answer_key = CharField(max_length=300, null=True)
     attempts = IntegerField(default=0)
     generation_started_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
@@ -151,6 +156,82 @@ class Images(BaseModel):
     @classmethod
     def for_account(cls, account_id):
         return cls.select().where(cls.account == account_id)
+
+    # --- the one state machine of an image -----------------------------------------------------
+    #
+    #   pending ─claim─▶ queued ─begin─▶ generating ─store─▶ generated
+    #                      │                 │   (answered: cost, request id and answer_key recorded
+    #                      └──────fail───────┴─▶ failed        on the row before anything else)
+    #   failed, and with regenerate generated, ─claim─▶ queued (a new task: its charges start afresh)
+    #
+    # Every write below names the account and the task that holds the image, so a job of an older task
+    # (or a forged one naming another account's image) can never change it.
+
+    RUN_ORDER = {"featured": 0, "in_article": 1, "desktop": 2, "mobile": 3}
+
+    @classmethod
+    def in_run_order(cls, query):
+        """The order images are generated in: featured first, then by article and position."""
+        type_rank = Case(cls.image_type, list(cls.RUN_ORDER.items()), 9)
+        return query.order_by(type_rank, cls.content, cls.position, cls.id)
+
+    @classmethod
+    def claim(cls, account_id, ids, task_id: str, *, regenerate: bool) -> list[int]:
+        """Take those images for a task in one conditional update (a second request for the same images
+        finds them queued and takes none); the ids taken, in run order."""
+        allowed = ["pending", "failed"] + (["generated"] if regenerate else [])
+        (cls.update(status="queued", task_id=task_id, error=None, attempts=0, cost=None, provider_request_id=None,
+                    charge_uncertain=False, answer_key=None, updated_at=utcnow())
+         .where((cls.account == account_id) & cls.id.in_(ids) & cls.status.in_(allowed))
+         .execute())
+        taken = cls.select(cls.id).where((cls.task_id == task_id) & (cls.status == "queued"))
+        return [row.id for row in cls.in_run_order(taken)]
+
+    @classmethod
+    def begin(cls, account_id, image_id, task_id: str) -> bool:
+        """queued → generating (a retry of a failed or interrupted one too); False when the image is done
+        or another task holds it, so a requeued job makes no call."""
+        now = utcnow()
+        return (cls.update(status="generating", attempts=cls.attempts + 1, generation_started_at=now, error=None,
+                           answer_key=None, provider_url=None, updated_at=now)
+                .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
+                       & cls.status.in_(["queued", "failed", "generating"]))
+                .execute()) == 1
+
+    @classmethod
+    def answered(cls, account_id, image_id, task_id: str, *, cost, request_id, provider_url=None) -> None:
+        """The provider answered, so it has billed: what it cost, its request id and where the answer
+        waits. A re-run of the image adds its own charge."""
+        (cls.update(cost=fn.COALESCE(cls.cost, 0) + cost if cost is not None else cls.cost,
+                    provider_request_id=request_id, charge_uncertain=False, provider_url=provider_url,
+                    updated_at=utcnow())
+         .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id))
+         .execute())
+
+    @classmethod
+    def answer_staged(cls, account_id, image_id, task_id: str, key: str) -> None:
+        (cls.update(answer_key=key)
+         .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)).execute())
+
+    @classmethod
+    def stored(cls, account_id, image_id, task_id: str, **fields) -> bool:
+        """generating (or failed after its answer arrived) → generated, with the stored file's fields."""
+        return (cls.update(status="generated", error=None, answer_key=None, updated_at=utcnow(), **fields)
+                .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
+                       & cls.status.in_(["generating", "failed"]))
+                .execute()) == 1
+
+    @classmethod
+    def fail(cls, account_id, image_id, task_id: str, reason: str, *, request_id=None, charge_uncertain=False) -> bool:
+        """queued or generating → failed, with the sentence staff read (and the provider's request id and
+        whether the call may have been billed, when known)."""
+        details = {"provider_request_id": request_id} if request_id else {}
+        if charge_uncertain:
+            details["charge_uncertain"] = True
+        return (cls.update(status="failed", error=reason[:2000], updated_at=utcnow(), **details)
+                .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
+                       & cls.status.in_(["queued", "generating"]))
+                .execute()) == 1
 
 
 class ImageBlob(BaseModel):

@@ -46,11 +46,17 @@ def _roles(migrator):
         User.update(role="manager").where(User.is_admin | User.id.in_([row[1] for row in first.tuples()])).execute()
 
 
+def _answer_keys(migrator):
+    if "answer_key" not in {c.name for c in db.get_columns(Images._meta.table_name)}:
+        migrate(migrator.add_column(Images._meta.table_name, "answer_key", Images.answer_key))
+
+
 # (version, description, function taking a playhouse.migrate migrator)
 MIGRATIONS = [
     (1, "initial schema", _initial),
     (2, "provider request ids, uncertain charges and announced model shutdowns", _request_ids_and_model_notices),
     (3, "user roles (staff, manager), session versions and token expiry", _roles),
+    (4, "where a provider's answer waits between its call and its save", _answer_keys),
 ]
 
 

@@ -7,7 +7,6 @@ Scale with more worker processes (`heroku ps:scale worker=N`); each one takes on
 import argparse
 import gc
 import logging
-import multiprocessing
 import os
 import socket
 import time
@@ -18,11 +17,14 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from config import load_config
-from jobs import registry, runtime, sweep
-from jobs.connection import get_queue, get_redis, redis_label, redis_url
+from jobs import recovery, registry, runtime
+from jobs.connection import get_redis, redis_label, redis_url
 from jobs.engine import store_queue_name
 from jobs.providers import http
-from models import db
+
+# How often the worker heartbeats a running job. A job whose heartbeats stop (its worker was killed)
+# is abandoned 60 s (RQ's grace) after the last one, and failed by the next sweep.
+JOB_MONITORING_INTERVAL = 5
 
 
 class ImageWorker(Worker):
@@ -41,12 +43,12 @@ class ImageWorker(Worker):
             runtime.lower_priority()
         super().main_work_horse(job, queue)
 
-    # RQ concedes a dependent's enqueue when another worker touches the ready registry at the same
-    # moment (several chains end together); it is then enqueued at once here, not by a later sweep.
-    def handle_job_success(self, job, queue, *args, **kwargs):
-        dependents = job.dependent_ids
-        super().handle_job_success(job, queue, *args, **kwargs)
-        sweep.push_ready_dependents(queue, dependents)
+    def run_maintenance_tasks(self):
+        super().run_maintenance_tasks()
+        try:
+            recovery.sweep_if_due(self.queues[-1])  # the main queue (the store queue is swept with it)
+        except Exception:
+            self.log.exception("Worker %s: the sweep failed; the next maintenance tries again", self.name)
 
     def maintain_heartbeats(self, *args, **kwargs):
         # RQ lets a lost Redis escape from here while a work-horse runs, ending the worker; the horse
@@ -56,17 +58,11 @@ class ImageWorker(Worker):
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             self.log.warning("Worker %s: heartbeat missed, Redis is unreachable: %s", self.name, exc)
 
-    def handle_job_failure(self, job, queue, *args, **kwargs):
-        dependents = job.dependent_ids
-        super().handle_job_failure(job, queue, *args, **kwargs)
-        sweep.push_ready_dependents(queue, dependents)
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="Stop when the queue is empty.")
     parser.add_argument("--name", default=None, help="Worker name (default: host.pid).")
-    parser.add_argument("--no-sweep", action="store_true", help="Do not run the stale-image sweeper.")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -87,15 +83,7 @@ def main(argv=None):
         "worker on queue %r, %s, database %s", config.queue_name, redis_label(redis_url(config)),
         config.database_label,
     )
-    if not args.no_sweep:
-        with db.connection_context():
-            sweep.sweep_once(get_queue(config))  # recover what a previous worker left behind
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
-    if not (args.no_sweep or args.burst):
-        # The sweep runs beside the worker in its own process: the worker forks a work-horse per job,
-        # and a thread holding a database or Redis connection across fork() is not safe.
-        multiprocessing.get_context("spawn").Process(
-            target=sweep.run_forever, args=(os.getpid(), name, config), daemon=True, name="sweeper").start()
     restarts, lost = 0, None
     while True:
         worker = ImageWorker(
@@ -105,8 +93,12 @@ def main(argv=None):
             connection=connection,
             # A new registration after a lost Redis: the old one may still be listed until it expires.
             name=name if not restarts else f"{name}.{restarts}",
-            # Abandoned jobs (a killed worker) are found by maintenance; the default 10 minutes is too slow.
-            maintenance_interval=60,
+            job_monitoring_interval=JOB_MONITORING_INTERVAL,
+            work_horse_killed_handler=recovery.horse_killed,
+            # Maintenance (RQ's registry cleanup, then the sweep) every SWEEP_INTERVAL; an idle worker
+            # wakes from its wait for a job every worker_ttl − 15 s to do it.
+            maintenance_interval=recovery.SWEEP_INTERVAL,
+            worker_ttl=recovery.SWEEP_INTERVAL + 15,
         )
         if lost is not None:
             _end_jobs_left_started(worker, lost)

@@ -7,6 +7,7 @@ memory here and is never logged, returned or put in a job.
 import logging
 import os
 import time
+import uuid
 from decimal import Decimal
 
 from redis.exceptions import RedisError
@@ -28,16 +29,14 @@ MAX_ATTEMPTS = 3
 
 class AICore:
     def __init__(self, credentials: Credentials | None = None, *, redis=None, limits: Limits | None = None,
-                 place: str | None = None, on_call_start=None, max_wait: float = 900.0, sleep=time.sleep,
-                 timeout: tuple[float, float] | None = None, max_attempts=MAX_ATTEMPTS):
-        """`place`: this call's turn in its key's line (see limits.turn); `on_call_start()` runs when the
-        call has its slot and goes to the provider, so progress shows waiting and calling apart."""
+                 on_call_start=None, sleep=time.sleep, timeout: tuple[float, float] | None = None,
+                 max_attempts=MAX_ATTEMPTS):
+        """`on_call_start()` runs when a call goes to the provider, so progress shows waiting (a 429
+        pause, the per-minute window) and calling apart. How many calls run at once is RQ's concern
+        (the image jobs' RateLimit); `limits` adds the per-minute window, 429 pauses and key blocks."""
         self.credentials = credentials or Credentials(api_key=None)
         self.redis = redis
-        # Calls on one provider key share its limits across every worker (state in Redis).
-        self.limiter = (KeyLimiter(redis, limits, sleep=sleep, max_wait=max_wait)
-                        if redis is not None and limits else None)
-        self.place = place
+        self.limiter = KeyLimiter(redis, limits, sleep=sleep) if redis is not None and limits else None
         self.on_call_start = on_call_start or (lambda: None)
         self.timings: dict = {}
         self.sleep = sleep
@@ -79,20 +78,17 @@ class AICore:
             blocked = self.limiter.blocked()
             if blocked:  # no credit on this key: the answer would be the same, and is not worth a call
                 raise ProviderError(blocked, permanent=True, code="key_blocked")
-            waited = time.monotonic()
-            token = self.limiter.acquire(holder=_current_job_id(), place=self.place)
-            self.timings["limit_wait"] = self.timings.get("limit_wait", 0) + time.monotonic() - waited
+            waited = self.limiter.wait_to_start(uuid.uuid4().hex)
+            self.timings["limit_wait"] = self.timings.get("limit_wait", 0) + waited
             try:
                 self.on_call_start()
                 image = backend.generate(request, self.credentials, timeout=timeout)
             except ProviderError as exc:
                 if exc.status == 429 and not exc.permanent:
-                    self.limiter.on_rate_limited(exc.retry_after)
+                    self._quietly(self.limiter.on_rate_limited, exc.retry_after)
                 if exc.blocks_key:
-                    self.limiter.block(exc.message)
+                    self._quietly(self.limiter.block, exc.message)
                 raise
-            finally:
-                self._quietly(self.limiter.release, token)
             self._quietly(self.limiter.on_success)
             return image
 
@@ -122,15 +118,8 @@ class AICore:
     @staticmethod
     def _quietly(step, *args) -> None:
         """Book-keep a finished call in Redis; a lost Redis must not throw away an answer already paid for
-        (the slot's lease expires by itself, and an idle key's state is rebuilt)."""
+        (an idle key's state is rebuilt)."""
         try:
             step(*args)
         except RedisError as exc:
             log.warning("provider limits not updated, Redis is unreachable: %s", exc)
-
-
-def _current_job_id() -> str | None:
-    from rq import get_current_job
-
-    job = get_current_job()
-    return job.id if job is not None else None

@@ -7,7 +7,11 @@ answer and where to save it — and the words shown to staff at each phase.
 """
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from jobs.limits import Limits
+from jobs.providers.base import Credentials
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,22 @@ class AICall:
 
     method: str
     kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` loaded, once per job: the items in run order, the account's provider key (decrypted
+    here and kept only in memory) and limits. A function subclasses it with what its own calls need;
+    for a multi-call function's item job, `item` is the item at hand."""
+
+    items: list
+    credentials: Credentials | None = None
+    limits: Limits | None = None
+    task_id: str = ""
+    item: Any = None
+
+    def for_item(self, item) -> "Prepared":
+        return replace(self, item=item)
 
 
 class BaseAIFunction(ABC):
@@ -47,24 +67,26 @@ class BaseAIFunction(ABC):
         return []
 
     @abstractmethod
-    def prepare(self, payload: dict, account_id: int) -> dict:
-        """Load what the calls need: {'items': [...in run order], ...settings}. Raise
+    def prepare(self, payload: dict, account_id: int) -> Prepared:
+        """Load what the calls need (payload['ids'] names the items, for multi-call functions). Raise
         ValidationError when the configuration cannot work (no settings, bad provider/model)."""
 
     @abstractmethod
-    def build_prompt(self, data: dict, account_id: int) -> AICall:
-        """The AI call for `data` (for multi-call functions data['item'] is the current item).
+    def build_prompt(self, data: Prepared, account_id: int) -> AICall:
+        """The AI call for `data` (for multi-call functions data.item is the current item).
         Raise ValidationError for a prompt that must not be sent (e.g. an unsafe template)."""
 
     @abstractmethod
-    def parse_response(self, response: dict, step_tracker=None) -> dict:
+    def parse_response(self, response: dict) -> dict:
         """Turn AICore's answer into what save_output stores; raise AIFunctionError if unusable."""
 
     @abstractmethod
-    def save_output(self, parsed: dict, original_data: dict, account_id: int, step_tracker=None) -> dict:
-        """Persist the result; return {'count': n, ...}. Must be safe to run twice."""
+    def save_output(self, parsed: dict, original_data: Prepared, account_id: int) -> dict:
+        """Persist the result; return {'count': n, 'cost', ...}. Must be safe to run twice."""
 
-    # Multi-call hooks: how an item starts and fails. Both must be idempotent.
+    # Multi-call hooks: an item's life, each idempotent. An item job runs begin_item, the call and
+    # record_answer; its SAVE job (background_save) or the item job itself then runs
+    # answer_of → parse_response → save_output.
     def begin_item(self, item_id, task_id: str, account_id: int) -> bool:
         """Mark the item as being worked on; False when there is nothing to do (already done)."""
         return True
@@ -75,9 +97,14 @@ class BaseAIFunction(ABC):
         billed), so it never stays in progress (single-call functions have no items, so by default
         there is nothing to record)."""
 
-    def record_answer(self, item_id, task_id: str, account_id: int, response: dict) -> None:  # noqa: B027
-        """Multi-call functions: make what the provider's answer cost durable at once, before parsing
-        or saving can fail."""
+    def record_answer(self, data: Prepared, response: dict) -> None:  # noqa: B027
+        """Multi-call functions: make the provider's answer durable at once (what it cost, and the answer
+        itself where a later job or a recovery can find it), before parsing or saving can fail."""
+
+    def answer_of(self, data: Prepared) -> dict | None:
+        """The answer record_answer kept for data.item, as AICore returned it; None when there is none
+        (the call never answered)."""
+        return None
 
     def item_ids_for(self, task_id: str, account_id: int) -> list:
         """The items of a task (after claim), in run order."""

@@ -1,61 +1,76 @@
 """`AIEngine`: runs an AI function through INIT → PREP → AI_CALL → PARSE → SAVE → DONE.
 
-The work is split over RQ jobs: the request validates, claims and enqueues a parent job; the parent
-(INIT, PREP) enqueues one job per item, chained so items run one at a time per chain (two chains per
-call the provider key allows at once: one calls while its partner's job is prepared and waits in the
-key's line, see jobs.limits), and a DONE job that depends on all of them. An item job makes the AI
-call and, for functions that save in the background, hands the answer to a SAVE job in the store queue
-when its chain goes on, so the chain's next job need not wait. Each job writes only its own job meta (meta is
-last-writer-wins, so shared meta would lose updates) and records every outcome in the database, which
-is the truth; whichever job sees the last item end writes the task's final state.
+The work is split over RQ jobs, and RQ does the scheduling:
+
+- the request validates, claims and enqueues the **parent** job (`run_ai_task`);
+- the parent (INIT, PREP) enqueues one **item** job per item, in run order, each under RQ's
+  `RateLimit` for the provider key: RQ admits as many as the key allows at once, in enqueue order
+  (ties broken by job id, which sorts in run order), and the rest wait in RQ holding no worker;
+- an item job makes the AI call (AI_CALL) and makes the answer durable (`record_answer`), then, for
+  functions that save in the background, hands over to a **SAVE** job in the store queue (PARSE,
+  SAVE), so the key's slot is free for the next call while the answer is checked and stored;
+- a **finisher** job depends on every item job (DONE), and whichever job sees the last item end
+  writes the task's final state.
+
+Each job writes only its own job meta (meta is last-writer-wins), and only what the progress reader
+reads; every outcome is recorded in the database, which is the truth. When a job dies where it cannot
+record its end (a killed work-horse, a killed worker, a lost Redis), `jobs.recovery` does it.
 """
 
 import logging
 import os
 import time
-from datetime import UTC
+import uuid
 
 from redis.exceptions import RedisError
 from rq import Queue, get_current_job
+from rq.callbacks import Callback
 from rq.job import Dependency
 from rq.timeouts import JobTimeoutException
 
 from jobs import runtime
 from jobs.ai_core import AICore
 from jobs.errors import AIFunctionError
-from jobs.limits import KeyLimiter, Limits, LimitWaitTooLong, chains_for, turn, waiter_id
+from jobs.limits import KeyLimiter, rate_limit
 from jobs.providers.base import ProviderError
-from jobs.stopwatch import Stopwatch
 from jobs.storage import FetchError, ImageRejected, NotStored
 from models import AITaskLog, db, utcnow
 
 log = logging.getLogger(__name__)
 
 PARENT_TIMEOUT = 120
-# The GPT image models take up to 300 s per call (their read timeout), with the wait for a slot,
-# retries of quick failures and the download on top.
+# The GPT image models take up to 300 s per call (their read timeout), with retries of quick failures,
+# 429 pauses and the per-minute window on top. A job waiting for its RQ slot is not running: no timeout.
 ITEM_TIMEOUT = int(os.environ.get("IMAGE_JOB_TIMEOUT", "900"))
-# Waiting for a free call on the key gets a third of an image job's time, the call and its retries the
-# rest, so a long line ends in its own reason rather than a job timeout blaming the provider.
-LINE_WAIT = ITEM_TIMEOUT / 3
 SAVE_TIMEOUT = 180
 RESULT_TTL = 24 * 3600
 # Failures whose message is written for staff already.
-EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored, LimitWaitTooLong)
+EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored)
 
 
-def item_job_id(task_id: str, item_id) -> str:
-    # Deterministic, so a re-run (or the sweep) finds the job of an image; no ':' — rq-dashboard
-    # splits dependency keys on it.
-    return f"{task_id}-item-{item_id}"
+def new_task_id() -> str:
+    """32 hex digits that sort by creation (milliseconds first): item job ids begin with it, so RQ's
+    ordering of waiting jobs puts earlier tasks first."""
+    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
+
+
+# Job ids are deterministic, so a re-run (or the recovery) finds the job of an item; no ':' —
+# rq-dashboard splits dependency keys on it.
+def item_job_id(task_id: str, position: int, item_id) -> str:
+    return f"{task_id}-item-{position:03d}-{item_id}"
+
+
+def save_job_id(task_id: str, item_id) -> str:
+    return f"{task_id}-save-{item_id}"
 
 
 def done_job_id(task_id: str) -> str:
     return f"{task_id}-done"
 
 
-def save_job_id(task_id: str, item_id) -> str:
-    return f"{task_id}-save-{item_id}"
+def item_job_ids(task: AITaskLog) -> dict:
+    """{item id: its job id} for a task, in run order."""
+    return {item_id: item_job_id(task.task_id, n, item_id) for n, item_id in enumerate(task.item_ids or [])}
 
 
 def store_queue_name(queue_name: str) -> str:
@@ -74,6 +89,12 @@ def readable_error(exc: BaseException) -> str:
     if isinstance(exc, JobTimeoutException):
         return f"Timed out after {ITEM_TIMEOUT} s; retry it when the provider is faster."
     return f"Unexpected error ({type(exc).__name__}); the details are in the worker log."
+
+
+# RQ calls this for an item or SAVE job that failed in a way the job could not record itself: a job
+# timeout in a hung call, an abandoned job (its worker was killed). A killed work-horse is reported by
+# the worker instead (worker.py), and a job Redis lost by the periodic sweep.
+ON_FAILURE = Callback("jobs.recovery.job_failed", timeout=60)
 
 
 class AIEngine:
@@ -103,9 +124,8 @@ class AIEngine:
         # Enqueued only after the claim is committed, so no job can see an uncommitted row.
         try:
             self.queue.enqueue(
-                "jobs.tasks.run_ai_task", self.fn.get_name(),
-                {**payload, "ids": items, "task_id": self.task_id},
-                self.account_id, job_id=self.task_id, job_timeout=PARENT_TIMEOUT, result_ttl=RESULT_TTL,
+                "jobs.tasks.run_ai_task", self.task_id, job_id=self.task_id, job_timeout=PARENT_TIMEOUT,
+                result_ttl=RESULT_TTL,
                 description=f"{self.fn.get_name()} for account {self.account_id}: {len(items)} items",
             )
         except Exception as exc:
@@ -121,7 +141,7 @@ class AIEngine:
 
     def run_parent(self, payload: dict) -> dict:
         try:
-            data = self.fn.prepare(payload, self.account_id)
+            data = self.fn.prepare({**payload, "task_id": self.task_id}, self.account_id)
         except AIFunctionError as exc:
             # The settings changed between the request and now: every item fails with the reason.
             for item_id in self.fn.item_ids_for(self.task_id, self.account_id):
@@ -129,160 +149,113 @@ class AIEngine:
             self._update(state="failed", phase="DONE", message=exc.message, error=exc.message,
                          started_at=utcnow(), finished_at=utcnow())
             raise
-        items = [getattr(item, "id", item) for item in data["items"]]
-        prep_message = self.fn.progress_message("PREP", total=len(items))
-        running = {"state": "running", "started_at": utcnow(), "phase": "PREP", "message": prep_message,
-                   "step": ("PREP", prep_message)}
+        prep_message = self.fn.progress_message("PREP", total=len(data.items))
+        self._update(state="running", started_at=utcnow(), phase="PREP", message=prep_message,
+                     step=("PREP", prep_message))
         if not self.fn.requires_multiple_ai_calls:
-            self._update(**running)
             return self._run_single(data)
-        first_calls, rest = self._chain_jobs(items, chains_for(self._redis(), data.get("limits")), data.get("limits"))
-        # The first calls' jobs go first, in one short pipeline, so they start before the bookkeeping
-        # and while RQ registers the rest (each dependent costs it a few milliseconds). The partner
-        # chains' first jobs, which wait for a slot anyway, come with the rest; all of that runs at
-        # a lower CPU priority so it does not take the cores from the first calls.
-        self._queue().enqueue_many(first_calls)
-        runtime.lower_priority()
-        self._update(**running)
-        self._queue().enqueue_many(rest)
-        children = [item_job_id(self.task_id, item_id) for item_id in items]
-        self._write_meta({"children": children, "done_job": done_job_id(self.task_id)})
-        self._update(phase="AI_CALL", message=self.fn.progress_message("AI_CALL", index=1, total=len(items)))
-        return {"queued": len(children)}
+        task = AITaskLog.get(AITaskLog.task_id == self.task_id)
+        job_ids = self._enqueue_items(task, data)
+        # The finisher: DONE once every item job has ended, whatever each one's outcome.
+        self._queue().enqueue(
+            "jobs.tasks.finish_ai_task", self.task_id, job_id=done_job_id(self.task_id),
+            depends_on=Dependency(jobs=job_ids, allow_failure=True), job_timeout=PARENT_TIMEOUT,
+            result_ttl=RESULT_TTL, description=f"{self.fn.get_name()}: finish task {self.task_id}")
+        message = self.fn.progress_message("AI_CALL", index=1, total=len(job_ids))
+        self._update(phase="AI_CALL", message=message, step=("AI_CALL", message))
+        return {"queued": len(job_ids)}
 
-    def _chain_jobs(self, items: list, parallel_chains: int, limits: Limits | None) -> tuple[list, list]:
-        """The item jobs in chains and the DONE job, as (the first calls' jobs, everything else)."""
-        chains = max(1, min(parallel_chains, len(items)))
-        if limits is not None and self._redis() is not None:
-            # The chains' first jobs start together; their places keep the task's order of calls.
-            task = AITaskLog.get(AITaskLog.task_id == self.task_id)
-            KeyLimiter(self._redis(), limits).reserve(
-                [waiter_id(_place(task, item_id), item_job_id(self.task_id, item_id)) for item_id in items[:chains]])
-        tails: list = [None] * chains
-        batch = []
-        for n, item_id in enumerate(items):
-            chain = n % chains
-            job_id = item_job_id(self.task_id, item_id)
-            depends = Dependency(jobs=[tails[chain]], allow_failure=True) if tails[chain] else None
-            batch.append(Queue.prepare_data(
-                "jobs.tasks.run_ai_item", args=(self.task_id, self.fn.get_name(), item_id, self.account_id),
-                job_id=job_id, depends_on=depends, timeout=ITEM_TIMEOUT, result_ttl=RESULT_TTL,
-                description=f"{self.fn.get_name()}: item {item_id} of task {self.task_id}",
-            ))
-            tails[chain] = job_id
-        batch.append(Queue.prepare_data(
-            "jobs.tasks.finish_ai_task", args=(self.task_id, self.fn.get_name(), self.account_id),
-            job_id=done_job_id(self.task_id), result_ttl=RESULT_TTL, timeout=PARENT_TIMEOUT,
-            depends_on=Dependency(jobs=[t for t in tails if t], allow_failure=True),
-            description=f"{self.fn.get_name()}: finish task {self.task_id}",
-        ))
-        first_calls = (chains + 1) // 2  # with 2·C chains, C calls at once
-        return batch[:first_calls], batch[first_calls:]
+    def _enqueue_items(self, task: AITaskLog, data) -> list[str]:
+        """One job per item, in run order; RQ admits them under the key's RateLimit."""
+        limit = rate_limit(self._redis(), data.limits) if data.limits is not None else None
+        queue = self._queue()
+        job_ids = []
+        for item_id, job_id in item_job_ids(task).items():
+            # One at a time: RQ does not apply a RateLimit to jobs enqueued in a batch.
+            queue.enqueue(
+                "jobs.tasks.run_ai_item", self.task_id, item_id, job_id=job_id, rate_limit=limit,
+                job_timeout=ITEM_TIMEOUT, result_ttl=RESULT_TTL, on_failure=ON_FAILURE,
+                description=f"{self.fn.get_name()}: item {item_id} of task {self.task_id}")
+            job_ids.append(job_id)
+            if len(job_ids) == 1:
+                # The first call is on its way: the rest of the fan-out yields the cores to it.
+                runtime.lower_priority()
+        return job_ids
 
-    def _run_single(self, data: dict) -> dict:
-        """One AI call for the whole task (functions without requires_multiple_ai_calls)."""
+    def _run_single(self, data) -> dict:
+        """One AI call for the whole task (functions without requires_multiple_ai_calls). The task is
+        `running` until this ends."""
         try:
             call = self.fn.build_prompt(data, self.account_id)
-            self._update(phase="AI_CALL", message=self.fn.progress_message("AI_CALL", index=1, total=1))
+            self._phase("AI_CALL", self.fn.progress_message("AI_CALL", index=1, total=1))
             response = self._call(call, data)
-            self._update(phase="PARSE", message=self.fn.progress_message("PARSE", done=1))
+            self._phase("PARSE", self.fn.progress_message("PARSE", done=1))
             parsed = self.fn.parse_response(response)
-            self._update(phase="SAVE", message=self.fn.progress_message("SAVE", done=1))
+            self._phase("SAVE", self.fn.progress_message("SAVE", done=1))
             result = self.fn.save_output(parsed, data, self.account_id)
         except Exception as exc:
             reason = readable_error(exc)
-            self._update(state="failed", phase="DONE", message=reason, error=reason, finished_at=utcnow())
+            self._update(state="failed", phase="DONE", message=reason, error=reason, finished_at=utcnow(),
+                         step=("DONE", reason))
             raise
-        self._update(state="done", phase="DONE", message=self.fn.progress_message("DONE", done=1),
-                     finished_at=utcnow(), cost=result.get("cost") or 0)
+        message = self.fn.progress_message("DONE", done=1)
+        self._update(state="done", phase="DONE", message=message, finished_at=utcnow(),
+                     cost=result.get("cost") or 0, step=("DONE", message))
         return {"success": True, **result}
 
-    # --- one item job -----------------------------------------------------------------------------
+    # --- one item: its call, then its save ---------------------------------------------------------
 
     def run_item(self, item_id) -> dict:
-        """PREP → build_prompt → AI_CALL → PARSE, then SAVE: handed to the store queue when the chain goes
-        on, so its next job does not wait for the download, conversion and storage; else inline."""
-        clock = Stopwatch()
+        """PREP → build_prompt → AI_CALL, the answer made durable; then PARSE → SAVE, in a SAVE job of its
+        own (so the key's slot is free for the next call) or, for other functions, here."""
         if not self.fn.begin_item(item_id, self.task_id, self.account_id):
             # Already generated (a requeue of a finished item) or taken by a newer task: no call, no charge.
-            self._write_meta({"status": "skipped", "phase": "DONE"})
             return {"success": True, "skipped": True}
-        clock.lap("claim")
-        # The work-horse's pid tells ops (and the fault tests) which process holds the image.
-        self._write_meta({"status": "generating", "phase": "PREP", "progress": 2, "error": None,
-                          "pid": os.getpid()})
-        data = {}
+        self._write_meta({"phase": "PREP"})
         try:
-            data = self._item_data(item_id)
+            data = self._prepare_item(item_id)
             call = self.fn.build_prompt(data, self.account_id)
-            ai_core = AICore(data.get("credentials"), redis=self._redis(), limits=data.get("limits"),
-                             place=data["place"], max_wait=LINE_WAIT, on_call_start=lambda: self._write_meta(
-                                 {"phase": "AI_CALL", "progress": 5, "call_started_at": time.time()}))
-            # Until its call has a slot the image stays in PREP: prepared, waiting for its turn.
+            ai_core = AICore(data.credentials, redis=self._redis(), limits=data.limits, on_call_start=lambda: (
+                self._write_meta({"phase": "AI_CALL", "call_started_at": time.time()})))
             self._write_meta({"expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
-            clock.lap("prompt")
             response = getattr(ai_core, call.method)(**call.kwargs)
-            self.fn.record_answer(item_id, self.task_id, self.account_id, response)
-            # The slot is free again: what is left of this image (parse, save or hand-over, RQ's
-            # bookkeeping) yields the cores to the call starting in it now.
-            runtime.lower_priority()
-            clock.add(ai_core.timings)
-            self._write_meta({"phase": "PARSE", "progress": 90})
-            parsed = self.fn.parse_response(response)
-            clock.lap("parse")
-            if self.fn.background_save and self._chain_goes_on():
-                self._hand_off_save(item_id, parsed)
-                clock.lap("handoff")
-                self._write_meta({"phase": "SAVE", "progress": 92, "timings": clock.timings})
+            self.fn.record_answer(data, response)
+            if self.fn.background_save and get_current_job() is not None:  # inline runs save here
+                self._write_meta({"phase": "SAVE"})
+                enqueue_save(self._queue(), self.task_id, item_id)
                 return {"success": True, "saving": True}
-            result = self.fn.save_output(parsed, data, self.account_id)
+            result = self._parse_and_save(data, response)
         except BaseException as exc:
-            self._leave_line(data, item_id)  # a place reserved for a call that will not happen
             self._record_failure(item_id, exc)
             raise  # the job fails, so ops see it in the failed registry and can requeue it
-        return self._record_success(result, clock)
+        return self._record_success(result)
 
-    def run_save(self, item_id, parsed: dict) -> dict:
-        """SAVE for one item, in the store queue. Safe to run again (ops may requeue it)."""
-        clock = Stopwatch()
-        self._write_meta({"status": "generating", "phase": "SAVE", "progress": 95, "pid": os.getpid()})
+    def run_save(self, item_id) -> dict:
+        """PARSE and SAVE for one item from the answer its call kept. Safe to run again (ops may requeue
+        it; a recovery does after a killed worker)."""
+        self._write_meta({"phase": "SAVE"})
         try:
-            data = self._item_data(item_id)
-            clock.lap("prepare")
-            result = self.fn.save_output(parsed, data, self.account_id)
+            data = self._prepare_item(item_id)
+            response = self.fn.answer_of(data)
+            if response is None:
+                raise AIFunctionError("The provider's answer for this image was not kept; generate it again.")
+            result = self._parse_and_save(data, response)
         except BaseException as exc:
             self._record_failure(item_id, exc)
             raise
-        return self._record_success(result, clock)
+        return self._record_success(result)
 
-    def _item_data(self, item_id) -> dict:
+    def _parse_and_save(self, data, response) -> dict:
+        parsed = self.fn.parse_response(response)
+        return self.fn.save_output(parsed, data, self.account_id)
+
+    def _prepare_item(self, item_id):
+        """The settings, the key and the item, loaded once for this job."""
         task = AITaskLog.get((AITaskLog.task_id == self.task_id) & (AITaskLog.account == self.account_id))
-        data = self.fn.prepare({**task.payload, "ids": [item_id]}, self.account_id)
-        if not data["items"]:
+        data = self.fn.prepare({**task.payload, "ids": [item_id], "task_id": self.task_id}, self.account_id)
+        if not data.items:
             raise AIFunctionError("The item no longer exists.")
-        return {**data, "item": data["items"][0], "task_id": self.task_id, "place": _place(task, item_id)}
-
-    def _leave_line(self, data: dict, item_id) -> None:
-        if data.get("limits") is not None and self._redis() is not None:
-            waiter = waiter_id(data["place"], item_job_id(self.task_id, item_id))
-            KeyLimiter(self._redis(), data["limits"]).leave(waiter)
-
-    def _chain_goes_on(self) -> bool:
-        """Whether another item of this task waits for this job. A chain's last item saves in its own
-        job: nothing waits for it, and handing over would only add a job's start to the task's end."""
-        job = get_current_job()
-        try:
-            return job is not None and any(d != done_job_id(self.task_id) for d in job.dependent_ids)
-        except RedisError:
-            return False  # no hand-over without Redis: this job saves the image itself
-
-    def _hand_off_save(self, item_id, parsed: dict) -> None:
-        job = get_current_job()
-        Queue(store_queue_name(job.origin), connection=job.connection).enqueue(
-            "jobs.tasks.save_ai_item", self.task_id, self.fn.get_name(), item_id, self.account_id, parsed,
-            job_id=save_job_id(self.task_id, item_id), job_timeout=SAVE_TIMEOUT, result_ttl=RESULT_TTL,
-            description=f"{self.fn.get_name()}: save item {item_id} of task {self.task_id}",
-        )
+        return data.for_item(data.items[0])
 
     def _record_failure(self, item_id, exc: BaseException) -> None:
         reason = readable_error(exc)
@@ -293,38 +266,36 @@ class AIEngine:
                               charge_uncertain=exc.maybe_charged)
         else:
             self.fn.fail_item(item_id, self.task_id, self.account_id, reason)
-        self._write_meta({"status": "failed", "phase": "DONE", "progress": 100, "error": reason})
-        self._refresh_if_finished()
+        self.finish_if_last()
 
-    def _record_success(self, result: dict, clock: Stopwatch) -> dict:
-        clock.add(result.get("timings") or {})
-        self._write_meta({"status": "generated", "phase": "DONE", "progress": 100,
-                          "image_url": result.get("image_url"), "cost": _money(result.get("cost"))})
-        started = time.perf_counter()
-        self._refresh_if_finished()
-        clock.timings["task_summary"] = time.perf_counter() - started
-        self._write_meta({"timings": clock.timings})
+    def _record_success(self, result: dict) -> dict:
+        self.finish_if_last()
         return {"success": True, "image_url": result.get("image_url"), "cost": _money(result.get("cost"))}
 
     def _call(self, call, data):
-        ai_core = AICore(data.get("credentials"), redis=self._redis(), limits=data.get("limits"))
+        ai_core = AICore(data.credentials, redis=self._redis(), limits=data.limits)
         return getattr(ai_core, call.method)(**call.kwargs)
 
     # --- DONE ------------------------------------------------------------------------------------
 
-    def finish(self, summary: dict | None = None) -> dict:
-        """DONE: once every item has ended, the totals, cost and final message. Called by the DONE job
-        and after every item ends; whichever sees the last item end writes it (each writer commits its
-        own item first, so the last one always sees them all)."""
-        summary = summary or self.summary()
-        message = self.fn.progress_message("DONE", done=summary["generated"], failed=summary["failed"])
+    def finish(self) -> dict:
+        """DONE: once every item has ended, the totals, cost and final message (each item's writer
+        commits its own outcome first, so whichever ends last sees them all). Until then, the totals so
+        far."""
+        summary = self.summary()
         if summary["unfinished"] == 0:
+            message = self.fn.progress_message("DONE", done=summary["generated"], failed=summary["failed"])
             self._update(state="done", phase="DONE", message=message, totals=summary["totals"],
                          cost=summary["cost"], finished_at=utcnow(), step=("DONE", message))
         else:
             self._update(totals=summary["totals"], cost=summary["cost"])
-        return {"success": True, "images_generated": summary["generated"], "images_failed": summary["failed"],
-                "cost": _money(summary["cost"])}
+        return {"ended": summary["unfinished"] == 0, "images_generated": summary["generated"],
+                "images_failed": summary["failed"], "cost": _money(summary["cost"])}
+
+    def finish_if_last(self) -> None:
+        # Items end after the finisher when saves run beside the calls, or when ops requeue one.
+        if self.summary()["unfinished"] == 0:
+            self.finish()
 
     def summary(self) -> dict:
         states = self.fn.item_states(self.fn.item_ids_for(self.task_id, self.account_id), self.account_id)
@@ -339,27 +310,24 @@ class AIEngine:
         return {"generated": generated, "failed": failed, "unfinished": len(states) - generated - failed,
                 "cost": cost, "totals": totals}
 
-    def _refresh_if_finished(self):
-        # Items end after the DONE job when saves run beside the chain, or when ops requeue one.
-        summary = self.summary()
-        if summary["unfinished"] == 0:
-            self.finish(summary)
-
     # --- bookkeeping -----------------------------------------------------------------------------
+
+    def _phase(self, phase: str, message: str) -> None:
+        self._update(phase=phase, message=message, step=(phase, message))
 
     def _update(self, step=None, **fields):
         if step:
             task = AITaskLog.get(AITaskLog.task_id == self.task_id)
             fields["step_logs"] = [*(task.step_logs or []), self._step(*step)]
         AITaskLog.update(**fields).where(AITaskLog.task_id == self.task_id).execute()
-        if "phase" in fields or "message" in fields:
-            self._write_meta({k: fields[k] for k in ("phase", "message", "state") if k in fields})
 
     @staticmethod
     def _step(phase: str, message: str) -> dict:
         return {"phase": phase, "message": message, "at": utcnow().isoformat() + "Z"}
 
     def _write_meta(self, values: dict):
+        """The live view of this job, for the progress reader: its phase, when its call started and how
+        long such calls take."""
         job = get_current_job()
         if job is None:  # run inline (tests, CLI): the database is the record
             return
@@ -383,11 +351,13 @@ class AIEngine:
         return self.queue.connection if self.queue is not None else None
 
 
-def _place(task: AITaskLog, item_id) -> str:
-    """An item's turn in its provider key's line: earlier tasks first, then the task's own order."""
-    item_ids = list(task.item_ids or [])
-    position = item_ids.index(item_id) if item_id in item_ids else len(item_ids)
-    return turn(task.created_at.replace(tzinfo=UTC).timestamp(), position)
+def enqueue_save(queue: Queue, task_id: str, item_id) -> None:
+    """The SAVE job of an item whose answer is kept; the same id each time, so a second enqueue (a
+    recovery racing a requeue) replaces the first rather than saving twice at once."""
+    main = queue.name.removesuffix("-store")
+    Queue(store_queue_name(main), connection=queue.connection).enqueue(
+        "jobs.tasks.save_ai_item", task_id, item_id, job_id=save_job_id(task_id, item_id), job_timeout=SAVE_TIMEOUT,
+        result_ttl=RESULT_TTL, on_failure=ON_FAILURE, description=f"save item {item_id} of task {task_id}")
 
 
 def _money(value):

@@ -8,7 +8,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from jobs import latency
-from jobs.engine import item_job_id
+from jobs.engine import item_job_ids
 from jobs.registry import get_function
 from models import AITaskLog
 
@@ -24,17 +24,18 @@ def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
         return None
     fn = get_function(task.function_name)
     states = fn.item_states(list(task.item_ids or []), account_id)
-    metas = _item_metas(redis, task_id, [s["id"] for s in states])
+    metas = _item_metas(redis, task)
     images = [_image_row(state, metas.get(state["id"]), task_id) for state in states]
 
     generated = sum(i["status"] == "generated" for i in images)
     failed = sum(i["status"] == "failed" for i in images)
-    finished = generated + failed == len(images) and task.state != "queued"
+    # A single-call function has no items: its task's own state says when it has ended.
+    finished = bool(images) and generated + failed == len(images) and task.state != "queued"
     state = task.state if task.state in ("failed", "canceled") else ("done" if finished else task.state)
     if state == "done":
         phase, percent = "DONE", 100
-        message = fn.progress_message("DONE", done=generated, failed=failed)
-    elif task.phase in ("INIT", "PREP") or not images:
+        message = fn.progress_message("DONE", done=generated, failed=failed) if images else task.message
+    elif task.phase in ("INIT", "PREP") or not images:  # before the fan-out, or a single call
         phase = task.phase
         percent = {"INIT": 5, "PREP": 15}.get(task.phase, 0)
         message = task.message
@@ -43,7 +44,7 @@ def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
         done_fraction = sum(i["progress"] for i in images) / (100 * len(images))
         percent = min(98, int(25 + 73 * done_fraction))
     # What the provider charged, failed images that were answered (and billed) included.
-    cost = sum(i["cost"] or 0 for i in images)
+    cost = sum(i["cost"] or 0 for i in images) if images else float(task.cost or 0)
     return {
         "task_id": task.task_id,
         "function_name": task.function_name,
@@ -108,12 +109,13 @@ def _item_percent(status, phase, meta, state) -> int:
     return int(low + (high - low) * call / 95)
 
 
-def _item_metas(redis, task_id: str, item_ids: list) -> dict:
-    if redis is None or not item_ids:
+def _item_metas(redis, task: AITaskLog) -> dict:
+    """{item id: its job's meta}; a waiting item's job has none yet."""
+    job_ids = item_job_ids(task)
+    if redis is None or not job_ids:
         return {}
-    job_ids = [item_job_id(task_id, i) for i in item_ids]
     try:
-        jobs = Job.fetch_many(job_ids, connection=redis)
+        jobs = Job.fetch_many(list(job_ids.values()), connection=redis)
     except NoSuchJobError:
         jobs = []
-    return {item_id: job.meta for item_id, job in zip(item_ids, jobs, strict=False) if job is not None}
+    return {item_id: job.meta for item_id, job in zip(job_ids, jobs, strict=False) if job is not None}

@@ -33,10 +33,6 @@ def preload_all() -> None:
         get_function_class(name)
 
 
-def registered_names() -> list[str]:
-    return sorted(_LAZY)
-
-
 register_lazy_function(
     "generate_images_from_prompts",
     "jobs.functions.generate_images_from_prompts:GenerateImagesFromPromptsFunction",

@@ -3,46 +3,51 @@
 Ops can requeue any of these jobs from rq-dashboard: each is safe to run again.
 """
 
-import uuid
-
 from jobs.connection import get_queue
-from jobs.engine import AIEngine
+from jobs.engine import AIEngine, new_task_id
 from jobs.registry import get_function
 from jobs.runtime import ensure_database
-from models import db
+from models import AITaskLog, db
 
 
 def start_task(function_name: str, payload: dict, account_id: int, *, queue=None) -> dict:
     """Validate, claim, log and enqueue; return {'task_id', 'items', 'skipped'}.
     Raises ValidationError / NotFound / AIFunctionError with a sentence for the caller."""
-    task_id = uuid.uuid4().hex
-    engine = AIEngine(get_function(function_name), task_id, account_id, queue=queue or get_queue())
+    engine = AIEngine(get_function(function_name), new_task_id(), account_id, queue=queue or get_queue())
     return engine.start(payload)
 
 
-def run_ai_task(function_name: str, payload: dict, account_id: int) -> dict:
-    """The parent job: INIT and PREP, then one job per item and a DONE job."""
+def engine_for(task_id: str) -> AIEngine:
+    """The engine of a stored task: its function and account come from the task's row."""
+    task = AITaskLog.get(AITaskLog.task_id == task_id)
+    return AIEngine(get_function(task.function_name), task_id, task.account_id)
+
+
+def run_ai_task(task_id: str) -> dict:
+    """The parent job: INIT and PREP, then one job per item and the finisher."""
     ensure_database()
     with db.connection_context():
-        return AIEngine(get_function(function_name), payload["task_id"], account_id).run_parent(payload)
+        engine = engine_for(task_id)
+        task = AITaskLog.get(AITaskLog.task_id == task_id)
+        return engine.run_parent({**task.payload, "ids": list(task.item_ids or [])})
 
 
-def run_ai_item(task_id: str, function_name: str, item_id, account_id: int) -> dict:
-    """One item: build_prompt → AI_CALL → PARSE → SAVE. Raises on failure (after recording it)."""
+def run_ai_item(task_id: str, item_id) -> dict:
+    """One item: build_prompt → AI_CALL, the answer kept; then its SAVE job (or PARSE → SAVE here)."""
     ensure_database()
     with db.connection_context():
-        return AIEngine(get_function(function_name), task_id, account_id).run_item(item_id)
+        return engine_for(task_id).run_item(item_id)
 
 
-def save_ai_item(task_id: str, function_name: str, item_id, account_id: int, parsed: dict) -> dict:
-    """SAVE for one item (download, verify, convert, store), beside the chain."""
+def save_ai_item(task_id: str, item_id) -> dict:
+    """PARSE → SAVE for one item (download, verify, convert, store) from the answer its call kept."""
     ensure_database()
     with db.connection_context():
-        return AIEngine(get_function(function_name), task_id, account_id).run_save(item_id, parsed)
+        return engine_for(task_id).run_save(item_id)
 
 
-def finish_ai_task(task_id: str, function_name: str, account_id: int) -> dict:
+def finish_ai_task(task_id: str) -> dict:
     """DONE: totals, cost and the final message, from the database."""
     ensure_database()
     with db.connection_context():
-        return AIEngine(get_function(function_name), task_id, account_id).finish()
+        return engine_for(task_id).finish()

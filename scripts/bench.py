@@ -37,15 +37,12 @@ from rq.job import Job  # noqa: E402
 
 import schema  # noqa: E402
 from jobs.connection import get_queue, get_redis, redis_url  # noqa: E402
-from jobs.engine import item_job_id, save_job_id  # noqa: E402
+from jobs.engine import item_job_ids  # noqa: E402
 from jobs.providers.catalog import PLACEMENT_PRESETS, models_for  # noqa: E402
 from models import AITaskLog, db, open_database  # noqa: E402
 from tests.fakes.images import prepare_images  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 from webapp import accounts  # noqa: E402
-
-STAGES = ["claim", "prompt", "limit_wait", "provider_call", "parse", "handoff", "prepare", "download",
-          "verify_convert", "store", "database", "task_summary"]
 
 
 def free_port() -> int:
@@ -155,7 +152,9 @@ def run(account, fake, n) -> tuple[float, dict, str]:
         print("  call starts (ms): " + " ".join(f"{(at - posted_at) * 1000:.0f}" for at in starts), flush=True)
         redis = get_redis()
         parent = Job.fetch(task_id, connection=redis)
-        first = Job.fetch(item_job_id(task_id, ids[0]), connection=redis)
+        with db.connection_context():
+            first_job = next(iter(item_job_ids(AITaskLog.get(AITaskLog.task_id == task_id)).values()))
+        first = Job.fetch(first_job, connection=redis)
         print("  start (ms after the request): " + ", ".join(
             f"{label} {(moment.replace(tzinfo=UTC).timestamp() - posted_at) * 1000:.0f}" for label, moment in [
                 ("parent enqueued", parent.enqueued_at), ("parent started", parent.started_at),
@@ -175,20 +174,6 @@ def took(task_id: str, posted_at: float, polled: float) -> float:
     with db.connection_context():
         finished_at = AITaskLog.get(AITaskLog.task_id == task_id).finished_at
     return finished_at.replace(tzinfo=UTC).timestamp() - posted_at if finished_at else polled
-
-
-def stage_medians(task_ids) -> dict:
-    redis = get_redis()
-    samples = {s: [] for s in STAGES}
-    with db.connection_context():
-        tasks = list(AITaskLog.select().where(AITaskLog.task_id.in_(task_ids)))
-    for task in tasks:
-        for item in task.item_ids:
-            for job_id in (item_job_id(task.task_id, item), save_job_id(task.task_id, item)):
-                if Job.exists(job_id, connection=redis):
-                    for stage, seconds in (Job.fetch(job_id, connection=redis).get_meta().get("timings") or {}).items():
-                        samples.setdefault(stage, []).append(seconds)
-    return {s: statistics.median(v) * 1000 for s, v in samples.items() if v}
 
 
 def rq_overhead(n=60) -> tuple[float, float]:
@@ -256,7 +241,6 @@ def main():
                          f"bound {40 * 0.5 / 2:.1f} s", f"ratio {10 / wall:.3f}",
                          f"429s {fake.load.rejected}/{calls} = {fake.load.rejected / max(calls, 1):.1%}", "",
                          view["message"]))
-        medians = stage_medians([seq_task, par_task])
         per_job, wait = rq_overhead()
     finally:
         service.stop()
@@ -269,7 +253,6 @@ def main():
           f"{'embedded Redis' if redis_url().startswith('unix') else 'Redis'}\n")
     for row in rows:
         print("  " + " | ".join(cell for cell in row if cell))
-    print("\n  per-image stage medians (ms): " + ", ".join(f"{s} {medians[s]:.1f}" for s in STAGES if s in medians))
     print(f"  RQ overhead: {per_job:.1f} ms per empty job through the workers, median enqueue→end {wait:.1f} ms\n")
 
 

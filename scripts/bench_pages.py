@@ -76,9 +76,9 @@ def running_task(account: int, ids: list[int], redis) -> str:
             Images.update(status=status, task_id=task_id,
                           image_url=f"/media/images/{image_id}.webp?v=0" if status == "generated" else None,
                           cost=0 if status == "generated" else None).where(Images.id == image_id).execute()
-    for image_id, status in zip(ids, states, strict=True):
-        job = Job.create("builtins.print", id=item_job_id(task_id, image_id), connection=redis,
-                         meta={"status": status, "phase": "AI_CALL", "call_started_at": time.time()})
+    for position, image_id in enumerate(ids):
+        job = Job.create("builtins.print", id=item_job_id(task_id, position, image_id), connection=redis,
+                         meta={"phase": "AI_CALL", "call_started_at": time.time()})
         job.save()
     return task_id
 
@@ -143,8 +143,8 @@ def main():
               f"{result['queries']:>8} {result['bytes'] / 1024:>6.1f}")
     print("\n(queries: SQL statements per request, session and CSRF checks included)")
 
-    for image_id in ids:
-        redis.delete(f"rq:job:{item_job_id(task_id, image_id)}")
+    for position, image_id in enumerate(ids):
+        redis.delete(f"rq:job:{item_job_id(task_id, position, image_id)}")
     if not load_config().redis_url:
         # The embedded Redis of the throwaway folder; it drops the connection as it exits.
         with contextlib.suppress(Exception):

@@ -90,7 +90,7 @@ def main():
                     continue
                 # One child that exits (a lost Redis, a crash) is started again rather than taking the
                 # whole service down; one that keeps exiting is given more time between tries.
-                end_group(process)  # what it forked (RQ's scheduler, the sweeper) goes with it
+                end_group(process)  # what it forked (RQ's scheduler) goes with it
                 restarts[n] = restarts.get(n, 0) + 1
                 wait = min(30, 2 ** (restarts[n] - 1))
                 print(f"{' '.join(Path(c).name for c in commands[n][:2])} exited with {process.returncode}; "

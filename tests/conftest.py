@@ -103,8 +103,12 @@ def clean_state(request, database):
     if "redis_conn" in request.fixturenames or "worker" in request.fixturenames:
         connection = request.getfixturevalue("redis_conn")
         get_queue().empty()
-        for key in connection.scan_iter("imggen:*"):
-            connection.delete(key)
+        # The app's keys, and RQ's rate-limit registries: account ids restart in every test, so a slot a
+        # previous test's job still holds would otherwise hold this test's images back.
+        for pattern in ("imggen:*", "rq:rl:*"):
+            for key in connection.scan_iter(pattern):
+                connection.delete(key)
+        connection.delete("rq:rl-keys")
     yield
     if not db.is_closed():
         db.close()
@@ -199,14 +203,23 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        # A worker killed by a test leaves its RQ scheduler and sweeper behind; they share its
-        # process group, so end the whole group.
+        # A worker killed by a test leaves its RQ scheduler behind; it shares the worker's process
+        # group, so end the whole group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self._fh.close()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def horse_pid(self) -> int | None:
+        """The work-horse running this worker's current job: RQ forks it into a process group of its own,
+        which tells it from the worker's other child, its scheduler."""
+        for pid in _children(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(pid) == pid:
+                    return pid
+        return None
 
 
 @pytest.fixture

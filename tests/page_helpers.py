@@ -44,7 +44,8 @@ def running_task(account_id: int, ids, statuses=None, task_id=None) -> str:
     statuses = statuses or ["generating"] + ["queued"] * (len(ids) - 1)
     with db.connection_context():
         AITaskLog.create(task_id=task_id, account=account_id, function_name="generate_images_from_prompts",
-                         state="running", phase="AI_CALL", message="Generating image 1 of 3 with AI",
+                         # Not what the panel shows: it says which image is being made from the images.
+                         state="running", phase="AI_CALL", message="(the engine's last task message)",
                          item_ids=list(ids), totals={"total": len(ids), "skipped": 0})
         for image_id, status in zip(ids, statuses, strict=True):
             Images.update(status=status, task_id=task_id).where(Images.id == image_id).execute()

@@ -1,6 +1,7 @@
 """Hostile input and forged jobs: refused clearly, nothing called, nothing leaked, nothing crosses
 accounts."""
 
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,7 +65,7 @@ def test_a_forged_job_for_account_a_naming_bs_image_does_nothing(personas, redis
                           queue=parked_queue(redis_conn))
         # B's image claimed by nobody; a job for A's task names it.
         Images.update(task_id=task["task_id"], status="queued").where(Images.id == b_ids[0]).execute()
-    result = run_ai_item(task["task_id"], "generate_images_from_prompts", b_ids[0], a)
+    result = run_ai_item(task["task_id"], b_ids[0])
     ledger.bad_input("forged job: account A naming B's image")
     assert result == {"success": True, "skipped": True}
     assert factories.image(b_ids[0]).status == "queued" and factories.image(b_ids[0]).file_path is None
@@ -82,7 +83,7 @@ def test_as_job_never_uses_bs_key(personas, redis_conn, fake_openai):
         ids = new_article(("Only A's key",))
         with db.connection_context():
             task = start_task("generate_images_from_prompts", {"ids": ids}, a, queue=parked_queue(redis_conn))
-        run_ai_item(task["task_id"], "generate_images_from_prompts", ids[0], a)
+        run_ai_item(task["task_id"], ids[0])
         assert b_fake.call_count == 0
         assert fake_openai.calls[0].headers["Authorization"] == f"Bearer {fake_openai.api_key}"
     assert factories.image(ids[0]).status == "generated"
@@ -113,7 +114,8 @@ def test_fuzzed_json_bodies_never_cause_a_500(api, endpoint, body):
     assert response.is_json
 
 
-def test_nothing_is_queued_by_refused_requests(api, redis_conn):
+def test_nothing_is_queued_by_refused_requests(api, redis_conn, own_queue):
+    """Requests enqueue to the test's own queue, which no worker drains: the count sees any job queued."""
     from rq import Queue
 
     factories.settings(factories.account_id("A"), provider="placeholder")
@@ -121,6 +123,6 @@ def test_nothing_is_queued_by_refused_requests(api, redis_conn):
                  {"ids": list(range(1, 10_001))}, [1], "x"):
         assert api.post(GENERATE, json=body).status_code == 400
         ledger.bad_input("malformed generate body")
-    assert Queue("images", connection=redis_conn).count == 0
+    assert Queue(own_queue, connection=redis_conn).count == 0
     with db.connection_context():
         assert AITaskLog.select().count() == 0

@@ -30,6 +30,15 @@ def test_login_never_redirects_to_another_site(client, personas):
     assert response.headers["Location"] == "/"
 
 
+def test_an_htmx_request_without_a_session_reloads_the_page_instead_of_swapping_the_login_in(client, personas):
+    # A poll or a button after the session ended: htmx reloads the page, whose own request goes to the login.
+    response = client.get("/writer/images/articles/1", headers={"HX-Request": "true"})
+    assert response.status_code == 401 and response.headers["HX-Refresh"] == "true"
+    assert "Location" not in response.headers and response.get_data() == b""
+    response = client.post("/writer/images/generate", data={"ids": "1"}, headers={"HX-Request": "true"})
+    assert response.status_code == 401 and response.headers["HX-Refresh"] == "true"
+
+
 def test_logout_ends_the_session(client, personas):
     token = login(client, personas.owner)
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302

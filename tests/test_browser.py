@@ -5,11 +5,12 @@ If Chromium cannot be launched these tests fail: a skipped browser test would hi
 """
 
 import contextlib
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from jobs import image_settings
-from models import AIPrompt, AITaskLog, Content, Images, db
+from models import AIPrompt, AITaskLog, Content, Images, User, db
 from tests import factories
 from tests.browser_fixtures import ARTIFACTS, logged_in_page
 from tests.conftest import Personas
@@ -147,6 +148,35 @@ def test_a_failed_image_shows_its_error_and_retry_failed_after_fixing_the_prompt
     assert row_states(page) == ["generated"]
     assert page.locator(f"#image-{ids[1]} .thumb img").count() == 1
     assert statuses(ids) == ["generated"] * 3
+
+
+def test_a_whitespace_only_prompt_is_refused_next_to_its_field(page, account):
+    _, ids = factories.article(account, title="Blank", prompts=("A red kite",))
+    page.goto("/writer/images")
+    card = page.locator(f"#image-{ids[0]}")
+    card.locator("summary").click()
+    card.get_by_label("Prompt for the featured image").fill("   ")  # passes the field's `required`
+    card.get_by_role("button", name="Save prompt").click()
+    error = page.locator(f"#prompt-error-{ids[0]}")
+    error.wait_for()
+    assert "non-empty" in error.inner_text()
+    field = card.get_by_label("Prompt for the featured image")
+    assert field.is_visible() and field.get_attribute("aria-invalid") == "true"
+    assert page.locator("#toasts .toast").count() == 0  # said beside the field, not in a toast
+    shot(page, "prompt-refused.png")
+    assert factories.image(ids[0]).prompt == "A red kite"
+
+
+def test_an_ended_session_reloads_the_page_into_the_login_instead_of_swapping_it_in(page, account, personas):
+    content, ids = factories.article(account, title="Ended")
+    page.goto("/writer/images?status=pending")
+    with db.connection_context():  # logged out on another device
+        User.update(session_version=User.session_version + 1).where(User.id == personas.owner.id).execute()
+    page.locator(f"#generate-{content.id}").click()
+    page.wait_for_url(lambda url: urlsplit(url).path == "/login")
+    assert parse_qs(urlsplit(page.url).query)["next"] == ["/writer/images?status=pending"]  # the page, not the fragment
+    assert page.get_by_label("Password").is_visible()
+    assert statuses(ids) == ["pending"] * 3
 
 
 def test_an_unsafe_template_fails_the_images_and_retry_after_fixing_it_on_the_prompts_page(page, account):

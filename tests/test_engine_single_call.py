@@ -1,15 +1,19 @@
 """The engine with a function that makes one AI call for the whole task (the plan's text functions),
 registered through the real registry: adding a function is one class and one registry line."""
 
+from dataclasses import dataclass
+
 import pytest
 
-from jobs.base import AICall, BaseAIFunction
+from jobs.base import AICall, BaseAIFunction, Prepared
 from jobs.engine import AIEngine
+from jobs.progress import task_progress
 from jobs.registry import get_function, register_lazy_function
 from models import AITaskLog, db
 from tests import factories
 
 SAVED = []
+SEEN_WHILE_SAVING = []
 
 
 class OnePictureFunction(BaseAIFunction):
@@ -26,25 +30,33 @@ class OnePictureFunction(BaseAIFunction):
         return payload
 
     def prepare(self, payload, account_id):
-        return {"items": [], "prompt": payload["prompt"]}
+        return OnePicturePrepared(items=[], task_id=payload["task_id"], prompt=payload["prompt"])
 
     def build_prompt(self, data, account_id):
-        return AICall("generate_image", {"prompt": data["prompt"], "provider": "placeholder",
+        return AICall("generate_image", {"prompt": data.prompt, "provider": "placeholder",
                                          "model": "placeholder-v1", "size": "1024x1024"})
 
-    def parse_response(self, response, step_tracker=None):
+    def parse_response(self, response):
         return {"bytes": response["bytes"], "cost": response["cost"]}
 
-    def save_output(self, parsed, original_data, account_id, step_tracker=None):
+    def save_output(self, parsed, original_data, account_id):
+        # What staff see while the one call's answer is being saved: the task has not ended yet.
+        SEEN_WHILE_SAVING.append(task_progress(original_data.task_id, account_id))
         SAVED.append(len(parsed["bytes"]))
         return {"count": 1, "cost": parsed["cost"]}
 
 
-class _Inline:
-    """Runs the parent job at once, in this process."""
+@dataclass(frozen=True)
+class OnePicturePrepared(Prepared):
+    prompt: str = ""
 
-    def enqueue(self, func, function_name, payload, account_id, **kwargs):
-        AIEngine(get_function(function_name), payload["task_id"], account_id).run_parent(payload)
+
+class _Inline:
+    """Runs the parent job at once, in this process, as a worker would."""
+
+    def enqueue(self, func, task_id, **kwargs):
+        task = AITaskLog.get(AITaskLog.task_id == task_id)
+        AIEngine(get_function(task.function_name), task_id, task.account_id).run_parent(task.payload)
 
 
 register_lazy_function("one_picture", f"{__name__}:OnePictureFunction")
@@ -56,9 +68,16 @@ def test_a_single_call_function_runs_every_phase_and_logs_them(personas):
         engine = AIEngine(get_function("one_picture"), "single-task", account, queue=_Inline())
         engine.start({"prompt": "A lighthouse"})
         task = AITaskLog.get(AITaskLog.task_id == "single-task")
+        final = task_progress("single-task", account)
     assert task.state == "done" and task.phase == "DONE" and task.finished_at
-    assert [s["phase"] for s in task.step_logs] == ["INIT", "PREP"]
+    # Every phase the engine went through is in the task's log, in order, with its message.
+    assert [s["phase"] for s in task.step_logs] == ["INIT", "PREP", "AI_CALL", "PARSE", "SAVE", "DONE"]
+    assert task.step_logs[-1]["message"] == "Done"
     assert SAVED and SAVED[-1] > 1000
+    # Running until the end, though a single-call task has no items to count.
+    during = SEEN_WHILE_SAVING[-1]
+    assert (during["state"], during["phase"], during["percent"]) == ("running", "SAVE", 0)
+    assert (final["state"], final["phase"], final["percent"]) == ("done", "DONE", 100)
 
 
 def test_a_single_call_function_refuses_bad_input_before_anything_runs(personas):

@@ -47,7 +47,7 @@ def one_image_fails(api, fake, model, fault, reason, *, calls=None, provider="op
     if calls is not None:
         assert fake.call_count == calls
     ledger.fault(f"provider: {fault.kind if isinstance(fault, Fault) else fault} ({model})")
-    ledger.settle([type("I", (), {"status": image["status"]})()])
+    ledger.settle(factories.images([image["id"]]))  # what the database holds, not what was asserted
     return image
 
 
@@ -69,11 +69,39 @@ def test_a_body_that_never_ends_fails_within_the_deadline(api, fake_openai, fast
     assert fast_timeout_worker.process.poll() is None
 
 
+def _memory_kb(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith(field))
+    except (OSError, StopIteration):
+        return None  # the process has just exited
+
+
 def test_a_huge_body_is_cut_off_and_memory_stays_bounded(api, fake_openai, fast_timeout_worker):
-    one_image_fails(api, fake_openai, "gpt-image-2", Fault("huge_body", size=80 * 1024 * 1024), "OpenAI")
-    with open(f"/proc/{fast_timeout_worker.process.pid}/status") as fh:
-        rss_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
-    assert rss_kb < 400 * 1024  # the worker process never held the body
+    """The work-horse reads the body (the worker only forks it): its peak memory is sampled while it runs."""
+    import threading
+
+    peaks, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            horse = fast_timeout_worker.horse_pid()
+            if horse and (peak := _memory_kb(horse, "VmHWM")):
+                peaks.append(peak)
+            done.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    size = 400 * 1024 * 1024  # far more than the 64 MB an answer may have
+    try:
+        one_image_fails(api, fake_openai, "gpt-image-2", Fault("huge_body", size=size), "OpenAI")
+    finally:
+        done.set()
+        sampler.join()
+    worker_kb = _memory_kb(fast_timeout_worker.process.pid, "VmRSS")
+    assert peaks, "no work-horse was seen"
+    # The horse starts as a copy of the worker; what it added while reading stays near the 64 MB cap.
+    assert max(peaks) - worker_kb < 200 * 1024, (max(peaks), worker_kb)
 
 
 def test_a_reset_connection_is_retried_then_fails(api, fake_openai):

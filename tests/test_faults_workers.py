@@ -11,8 +11,8 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from jobs.engine import item_job_id, save_job_id
-from jobs.sweep import LOCK_KEY, sweep_once
+from jobs.engine import item_job_ids, save_job_id
+from jobs.recovery import sweep_once
 from models import AITaskLog, Images, db
 from tests import factories, ledger
 from tests.api_helpers import ApiClient
@@ -33,6 +33,22 @@ def successes(fake) -> Counter:
     return fake.prompt_counts()
 
 
+def job_ids(task_id) -> dict:
+    with db.connection_context():
+        return item_job_ids(AITaskLog.get(AITaskLog.task_id == task_id))
+
+
+def stored(storage, key) -> bool:
+    from jobs.storage import NotStored
+
+    try:
+        with db.connection_context():
+            storage.load(key)
+    except NotStored:
+        return False
+    return True
+
+
 def settle(ids, fake=None, allowed_calls=1):
     images = factories.images(ids)
     calls = Counter({p: n - (allowed_calls - 1) for p, n in (fake.prompt_counts() if fake else {}).items()})
@@ -51,9 +67,12 @@ def test_kill_the_whole_worker_while_another_is_alive(api, fake_openai, redis_co
         task_id = generate(api, ids)
         wait_for(lambda: fake_openai.call_count >= 3, timeout=30, message="three calls")
 
+        wait_for(lambda: AITaskLog.get_or_none(AITaskLog.task_id == task_id).phase == "AI_CALL", message="fan-out")
+        item_jobs = job_ids(task_id)
+
         def call_in_flight():
             for image in factories.images(ids):
-                job_id = item_job_id(task_id, image.id)
+                job_id = item_jobs[image.id]
                 if image.status == "generating" and Job.exists(job_id, connection=redis_conn):
                     job = Job.fetch(job_id, connection=redis_conn)
                     if job.get_meta().get("phase") == "AI_CALL" and job.worker_name in workers:
@@ -62,18 +81,20 @@ def test_kill_the_whole_worker_while_another_is_alive(api, fake_openai, redis_co
 
         job = wait_for(call_in_flight, timeout=30, message="an image in its provider call")
         # The worker holding that image dies with its work-horse, uncleanly, mid-call.
-        os.kill(workers[job.worker_name].process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(job.get_meta()["pid"], signal.SIGKILL)
+        doomed = workers[job.worker_name]
+        horse = doomed.horse_pid()
+        os.kill(doomed.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(horse, signal.SIGKILL)
         ledger.fault("kill -9 worker and work-horse (second worker alive)")
         try:
             final = wait_done(api, task_id, timeout=150)
         except AssertionError:  # say where it stuck: CI logs are all we will have
             print("images:", [(i.id, i.status, i.error) for i in factories.images(ids)])
-            print("jobs:", [(i, Job.fetch(item_job_id(task_id, i), connection=redis_conn).get_status())
-                            for i in ids if Job.exists(item_job_id(task_id, i), connection=redis_conn)])
+            print("jobs:", [(i, Job.fetch(j, connection=redis_conn).get_status())
+                            for i, j in item_jobs.items() if Job.exists(j, connection=redis_conn)])
             print("keys:", {k.decode(): redis_conn.pttl(k) for k in redis_conn.scan_iter("imggen:*")})
-            for key in redis_conn.scan_iter("imggen:limit:*"):
+            for key in redis_conn.scan_iter("rq:rl:*"):
                 if redis_conn.type(key) == b"zset":
                     print(key.decode(), redis_conn.zrange(key, 0, -1, withscores=True))
             for name, w in workers.items():
@@ -123,7 +144,7 @@ def test_a_job_that_outlives_its_timeout_fails_with_timed_out_and_can_be_retried
         image = factories.image(ids[0])
         assert image.status == "failed" and "Timed out" in image.error
         assert final["images"][0]["error"] == image.error
-        job = Job.fetch(item_job_id(task_id, ids[0]), connection=redis_conn)
+        job = Job.fetch(job_ids(task_id)[ids[0]], connection=redis_conn)
         wait_for(lambda: job.get_status() == "failed", timeout=10, message="the job in the failed registry")
         calls = fake_openai.call_count
         threading.Event().wait(7)  # long enough for a late second run to show up
@@ -142,14 +163,14 @@ def test_a_poison_image_that_kills_its_process_every_time_ends_failed(api, fake_
     worker = WorkerProcess("poison")
     try:
         task_id = generate(api, ids)
-        job_id = item_job_id(task_id, ids[0])
+        wait_for(lambda: Job.exists(job_ids(task_id).get(ids[0], "-"), connection=redis_conn), message="its job")
+        job_id = job_ids(task_id)[ids[0]]
         killed = set()
 
         def new_call_pid():
-            if not Job.exists(job_id, connection=redis_conn):
-                return None
-            meta = Job.fetch(job_id, connection=redis_conn).get_meta()
-            return meta.get("phase") == "AI_CALL" and meta.get("pid") not in killed and meta["pid"]
+            # This attempt's call is at the provider, so the worker's work-horse is the image's.
+            pid = worker.horse_pid()
+            return fake_openai.call_count > len(killed) and pid not in killed and pid
 
         for attempt in range(3):
             pid = wait_for(new_call_pid, timeout=30, message="the next attempt's call")
@@ -157,6 +178,8 @@ def test_a_poison_image_that_kills_its_process_every_time_ends_failed(api, fake_
             killed.add(pid)
             ledger.fault("poison: work-horse killed every attempt")
             wait_for(lambda: factories.image(ids[0]).status == "failed", timeout=40, message="failed")
+            wait_for(lambda: Job.fetch(job_id, connection=redis_conn).get_status() == "failed", timeout=10,
+                     message="the job in the failed registry")
             if attempt < 2:
                 Job.fetch(job_id, connection=redis_conn).requeue()  # ops retry it
         final = wait_done(api, task_id)
@@ -174,14 +197,13 @@ def test_a_lost_job_is_enqueued_again_and_given_up_after_three_attempts(api, red
     queue.empty()  # Redis lost the jobs (as a restart without persistence does)
     ledger.fault("jobs lost from Redis")
     later = factories.image(ids[0]).updated_at.replace(year=2100)
-    redis_conn.delete(LOCK_KEY.format(queue.name))
     with db.connection_context():
         assert sweep_once(queue, now=later)["requeued"] == 1
-    assert Job.fetch(item_job_id(task_id, ids[0]), connection=redis_conn).get_status() == "queued"
+    assert Job.fetch(job_ids(task_id)[ids[0]], connection=redis_conn).get_status() == "queued"
     with db.connection_context():
         Images.update(attempts=3).where(Images.id == ids[0]).execute()
-    queue.empty()
-    redis_conn.delete(LOCK_KEY.format(queue.name))
+    for key in redis_conn.scan_iter("rq:job:*"):
+        redis_conn.delete(key)
     with db.connection_context():
         assert sweep_once(queue, now=later)["failed"] == 1
     image = factories.image(ids[0])
@@ -211,6 +233,36 @@ def test_redis_lost_mid_task_is_recovered_by_the_sweep(api, fake_openai, redis_c
         assert all(i.status == "generated" for i in images), [(i.status, i.error) for i in images]
     finally:
         worker.stop()
+
+
+def test_a_work_horse_killed_after_the_call_answered_stores_that_answer_without_a_second_call(api, redis_conn):
+    """The answer (here a URL, downloaded by the SAVE job) is on the image's row with its cost before the
+    SAVE job starts; its work-horse is killed mid-download, and the worker's handler saves it again."""
+    from tests.fakes.openai_server import FakeOpenAICompatible
+
+    with FakeOpenAICompatible(models=("sdxl-turbo",)) as server:
+        use_provider(api, "openai_compatible", "sdxl-turbo", server, price_per_image="0.002")
+        hold = threading.Event()
+        server.before_download = lambda request: hold.wait(20)
+        ids = new_article(("A paid answer",))
+        worker = WorkerProcess("kill-after-call")
+        try:
+            task_id = generate(api, ids)
+            wait_for(lambda: server.downloads, timeout=30, message="the SAVE job's download")
+            image = factories.image(ids[0])
+            assert image.status == "generating" and image.provider_url and float(image.cost) == 0.002
+            os.kill(wait_for(worker.horse_pid, message="the SAVE job's work-horse"), signal.SIGKILL)
+            ledger.fault("kill -9 of the work-horse after its call answered")
+            server.before_download = None
+            hold.set()
+            final = wait_done(api, task_id)
+        finally:
+            worker.stop()
+        assert final["totals"]["generated"] == 1, final
+        assert server.call_count == 1 and len(server.downloads) == 2  # the answer fetched again, not made again
+        image = factories.image(ids[0])
+        assert float(image.cost) == 0.002 and image.file_path
+        settle(ids, server)
 
 
 @pytest.mark.skipif("postgres" not in os.environ.get("DATABASE_URL", ""),
@@ -281,8 +333,7 @@ def test_requeue_of_a_generated_images_job_makes_no_call(api, fake_openai, redis
         before = factories.image(ids[0])
         # What a requeue from rq-dashboard runs again: the same job, same arguments.
         rerun = Queue(own_queue, connection=redis_conn).enqueue(
-            "jobs.tasks.run_ai_item", task_id, "generate_images_from_prompts", ids[0], before.account_id,
-            job_id=item_job_id(task_id, ids[0]))
+            "jobs.tasks.run_ai_item", task_id, ids[0], job_id=job_ids(task_id)[ids[0]])
         ledger.fault("requeue of a generated image's job")
         wait_for(lambda: rerun.get_status() == "finished", timeout=20, message="the re-run")
         assert rerun.return_value() == {"success": True, "skipped": True}
@@ -305,18 +356,18 @@ def test_regenerate_makes_one_new_call_and_replaces_the_file_only_after_storing(
     try:
         wait_done(api, generate(api, ids))
         first = factories.image(ids[0])
-        assert storage.exists(first.file_path)
+        assert stored(storage, first.file_path)
         api.patch(f"/v1/writer/images/{ids[0]}/", json={"prompt": "Make me again, differently"})
         fake_openai.set_latency(1.0)
         task_id = generate(api, ids, regenerate=True)
         wait_for(lambda: fake_openai.call_count == 2, timeout=20, message="the second call")
         # While the new image is being made, the old one is still stored and served.
-        assert storage.exists(first.file_path) and factories.image(ids[0]).image_url == first.image_url
+        assert stored(storage, first.file_path) and factories.image(ids[0]).image_url == first.image_url
         wait_done(api, task_id)
         second = factories.image(ids[0])
         assert second.status == "generated" and fake_openai.call_count == 2
         assert second.file_path != first.file_path and second.image_url != first.image_url
-        assert storage.exists(second.file_path) and not storage.exists(first.file_path)
+        assert stored(storage, second.file_path) and not stored(storage, first.file_path)
         ledger.fault("regenerate a generated image")
         settle(ids, fake_openai)
     finally:

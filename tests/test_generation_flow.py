@@ -69,23 +69,24 @@ def test_three_prompts_end_as_three_stored_images_in_the_accounts_format(api, re
     with db.connection_context():
         task = AITaskLog.get(AITaskLog.task_id == started["task_id"])
     assert task.state == "done" and task.totals["generated"] == 3
-    done = Job.fetch(done_job_id(started["task_id"]), connection=redis_conn)
+    task_id = started["task_id"]
+    done = Job.fetch(done_job_id(task_id), connection=redis_conn)
     wait_for(lambda: done.get_status() == "finished", message="the DONE job")  # it may run after the saves
-    # Its result counts what had ended when it ran; saves beside the chain may end after it.
-    assert done.return_value()["success"] is True and done.return_value()["images_failed"] == 0
-    parent = Job.fetch(started["task_id"], connection=redis_conn)
-    assert parent.get_meta()["children"] == [item_job_id(started["task_id"], i) for i in ids]
-    # One call at a time: two chains, [first, third] and [second], the second waiting for its slot.
-    # The first image's job handed its answer to a SAVE job in the store queue, which finished it, so
-    # its chain's next job did not wait for the save; a chain's last image saved in its own job.
-    first = Job.fetch(item_job_id(started["task_id"], ids[0]), connection=redis_conn).get_meta()
-    assert first["phase"] == "SAVE" and first["timings"]["provider_call"] >= 0
-    save = Job.fetch(save_job_id(started["task_id"], ids[0]), connection=redis_conn).get_meta()
-    assert save["status"] == "generated" and save["progress"] == 100 and save["image_url"]
-    for image_id in ids[1:]:
-        last = Job.fetch(item_job_id(started["task_id"], image_id), connection=redis_conn).get_meta()
-        assert last["status"] == "generated" and last["timings"]["verify_convert"] >= 0
-        assert not Job.exists(save_job_id(started["task_id"], image_id), connection=redis_conn)
+    # The finisher depends on every image's job (RQ dependencies ops see in rq-dashboard) and ran after
+    # all of them; its result counts what had ended by then (saves run beside the calls).
+    item_jobs = [Job.fetch(item_job_id(task_id, n, i), connection=redis_conn) for n, i in enumerate(ids)]
+    assert sorted(done.dependency_ids) == sorted(job.id for job in item_jobs)
+    assert all(done.started_at >= job.ended_at for job in item_jobs)
+    assert done.return_value()["images_failed"] == 0 and done.return_value()["images_generated"] <= 3
+    # Each image's job made its call, kept the answer and handed it to a SAVE job in the store queue,
+    # which stored it; the job's meta holds only the live view (no image bytes, nothing else).
+    for n, image_id in enumerate(ids):
+        assert item_jobs[n].return_value() == {"success": True, "saving": True}
+        assert set(item_jobs[n].get_meta()) <= {"phase", "call_started_at", "expected_seconds"}
+        save = Job.fetch(save_job_id(task_id, image_id), connection=redis_conn)
+        assert save.origin.endswith("-store") and save.args == (task_id, image_id)
+        assert save.return_value()["image_url"] == factories.image(image_id).image_url
+        assert factories.image(image_id).answer_key is None  # the staged answer is gone once stored
 
 
 def test_sizes_follow_the_image_type(api):
@@ -113,7 +114,7 @@ def test_an_image_job_run_again_after_success_calls_nothing(api, redis_conn):
     run_to_end(api, task_id)
     before = factories.image(ids[0])
     from jobs.connection import get_queue
-    rerun = get_queue().enqueue("jobs.tasks.run_ai_item", task_id, "generate_images_from_prompts", ids[0], a)
+    rerun = get_queue().enqueue("jobs.tasks.run_ai_item", task_id, ids[0])
     wait_for(lambda: Job.fetch(rerun.id, connection=redis_conn).get_status() == "finished", message="rerun")
     assert Job.fetch(rerun.id, connection=redis_conn).return_value() == {"success": True, "skipped": True}
     after = factories.image(ids[0])

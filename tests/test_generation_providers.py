@@ -7,8 +7,8 @@ import threading
 import pytest
 from rq.job import Job
 
-from jobs.engine import item_job_id
-from models import db
+from jobs.engine import item_job_ids
+from models import AITaskLog, db
 from tests import factories
 from tests.api_helpers import GENERATE, SETTINGS, ApiClient, progress_url
 from tests.conftest import login, wait_for
@@ -244,7 +244,9 @@ def test_requeueing_a_failed_image_job_after_the_fix_regenerates_exactly_that_im
     task_id = generate(api, ids)
     final = wait_done(api, task_id)
     assert final["totals"]["failed"] == 1 and final["totals"]["generated"] == 2
-    failed_job = Job.fetch(item_job_id(task_id, ids[1]), connection=redis_conn)
+    with db.connection_context():
+        failed_job = Job.fetch(item_job_ids(AITaskLog.get(AITaskLog.task_id == task_id))[ids[1]],
+                               connection=redis_conn)
     assert failed_job.get_status() == "failed"  # it sits in RQ's failed registry for ops
     calls_before = fake_openai.call_count
 

@@ -6,7 +6,8 @@ import signal
 import pytest
 from rq.job import Job
 
-from jobs.engine import item_job_id
+from jobs.engine import item_job_ids
+from models import AITaskLog, db
 from tests import factories
 from tests.api_helpers import GENERATE, ApiClient, progress_url
 from tests.conftest import WorkerProcess, wait_for
@@ -52,10 +53,10 @@ def test_killing_the_work_horse_mid_call_fails_that_image_and_the_chain_goes_on(
     own = WorkerProcess("kill-horse")
     try:
         task_id = api.post(GENERATE, json={"ids": ids}).get_json()["task_id"]
-        job_id = item_job_id(task_id, ids[0])
         wait_for(lambda: fake_openai.call_count >= 1, timeout=20, message="the provider call")
-        pid = Job.fetch(job_id, connection=redis_conn).get_meta()["pid"]
-        os.kill(pid, signal.SIGKILL)  # after the request left, before the save
+        with db.connection_context():
+            job_id = item_job_ids(AITaskLog.get(AITaskLog.task_id == task_id))[ids[0]]
+        os.kill(own.horse_pid(), signal.SIGKILL)  # after the request left, before the answer
 
         final = wait_for(lambda: (v := api.get(progress_url(task_id)).get_json())["state"] == "done" and v,
                          timeout=60, message="the task to end after the kill")

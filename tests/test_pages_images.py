@@ -213,7 +213,8 @@ def test_nothing_pending_answers_with_a_toast_and_leaves_the_page(owner, a, park
     with db.connection_context():
         Images.update(status="generated").where(Images.id.in_(ids)).execute()
     response = owner.post(GENERATE, {"content_id": [content.id]})
-    assert response.status_code == 200 and response.headers["HX-Reswap"] == "none"
+    assert response.status_code == 200
+    assert (response.headers["HX-Retarget"], response.headers["HX-Reswap"]) == ("#toasts", "beforeend")
     assert "No pending images with prompts found" in response.get_data(as_text=True)
 
 
@@ -221,8 +222,9 @@ def test_no_active_settings_is_a_readable_refusal(owner, a, parked):
     _, ids = factories.article(a)
     factories.settings(a, is_active=False)
     response = owner.post(GENERATE, {"ids": ids})
-    assert response.status_code == 400 and response.mimetype == "text/plain"
-    assert "No active image-generation settings" in response.get_data(as_text=True)
+    assert response.status_code == 400 and response.headers["HX-Retarget"] == "#toasts"
+    html = response.get_data(as_text=True)
+    assert 'class="toast toast-error"' in html and "No active image-generation settings" in html
 
 
 def test_malformed_ids_are_a_400(owner, a):
@@ -269,7 +271,10 @@ def test_editing_a_prompt_while_it_is_generated_is_refused_inline(owner, a):
 def test_an_empty_prompt_is_refused_inline(owner, a):
     _, ids = factories.article(a)
     response = owner.post(f"/writer/images/{ids[0]}/prompt", {"prompt": "  "})
-    assert response.status_code == 400 and "non-empty" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "HX-Retarget" not in response.headers  # swapped where it was asked
+    card = section(response.get_data(as_text=True), f"image-{ids[0]}")
+    assert "<details open>" in card and 'aria-invalid="true"' in card
+    assert "non-empty" in section(card, f"prompt-error-{ids[0]}")
 
 
 def test_editing_another_accounts_prompt_is_a_404_and_needs_csrf(client, personas, a):
@@ -348,26 +353,40 @@ def test_another_accounts_task_is_a_404_like_a_missing_one(client, personas, a):
     theirs = outsider.get(progress_url(task_id), htmx=True)
     missing = outsider.get(progress_url("0" * 32), htmx=True)
     assert theirs.status_code == missing.status_code == 404
-    assert theirs.get_data() == missing.get_data() == b"Task not found."
+    assert theirs.get_data() == missing.get_data()
+    # The answer replaces the polling panel: the error inside it, and no trigger, so polling stops.
+    panel = section(theirs.get_data(as_text=True), "progress")
+    assert "Task not found." in panel and "hx-trigger" not in panel and "data-close-panel" in panel
 
 
-def test_an_image_prepared_and_waiting_for_its_slot_says_so_beside_the_one_calling(owner, a, redis_conn):
-    from rq.job import Job
+@pytest.mark.worker
+def test_the_image_being_made_and_those_waiting_for_the_keys_slot_are_told_apart(owner, a, fake_openai, own_queue):
+    """Through a real worker: the first image's call is in flight, the others wait in RQ for the key's one
+    call at a time."""
+    from jobs.tasks import start_task
+    from tests.conftest import WorkerProcess
 
-    from jobs.engine import item_job_id
-
+    factories.settings(a, provider="openai", model="gpt-image-2", api_key=fake_openai.api_key,
+                       base_url=fake_openai.base_url, max_concurrent_calls=1)
+    fake_openai.set_latency(3)
     _, ids = factories.article(a)
-    task_id = running_task(a, ids, ["generating", "generating"] + ["queued"] * (len(ids) - 2))
-    # The item jobs' meta as the engine writes it: the first calls, the second waits in the key's line.
-    for image_id, meta in zip(ids, [{"phase": "AI_CALL", "call_started_at": 0}, {"phase": "PREP"}], strict=False):
-        job = Job.create("tests.job_helpers.add", args=(1, 1), id=item_job_id(task_id, image_id),
-                         connection=redis_conn)
-        job.meta = meta
-        job.save()
-    html = owner.get(progress_url(task_id), htmx=True).get_data(as_text=True)
-    calling, waiting = (section(html, f"row-{task_id[:12]}-{image_id}") for image_id in ids[:2])
-    assert ">generating<" in calling and "preparing" not in calling
-    assert ">preparing<" in waiting and ">generating<" not in waiting
+    worker = WorkerProcess("page-waiting")
+    try:
+        with db.connection_context():
+            task_id = start_task("generate_images_from_prompts", {"ids": ids}, a)["task_id"]
+        wait_for(lambda: fake_openai.call_count == 1, timeout=30, message="the first call")
+
+        def rows():
+            html = owner.get(progress_url(task_id), htmx=True).get_data(as_text=True)
+            return [section(html, f"row-{task_id[:12]}-{image_id}") for image_id in ids]
+
+        calling, *waiting = wait_for(lambda: (r := rows()) and 'aria-valuenow="3"' not in r[0] and r,
+                                     message="the first image's call in the panel")
+        assert ">generating<" in calling and "preparing" not in calling
+        assert all(">queued<" in row and 'aria-valuenow="0"' in row for row in waiting)
+        assert fake_openai.call_count == 1  # the waiting ones hold no call (and no worker)
+    finally:
+        worker.stop()
 
 
 def test_a_running_task_polls_itself_and_marks_the_current_step(owner, a):
@@ -382,7 +401,7 @@ def test_a_running_task_polls_itself_and_marks_the_current_step(owner, a):
     for label in ("Validating image prompts", "Preparing image generation queue", "Processing image URLs",
                   "Saving image URLs"):
         assert label in panel
-    assert "Generating image 1 of 3 with AI" in panel
+    assert "Generating image 1 of 3 with AI" in panel and "the engine's last task message" not in panel
     assert panel.count('role="progressbar"') == 1 + len(ids)
     key = task_id[:12]
     for image_id in ids:

@@ -95,7 +95,10 @@ def test_the_model_select_offers_only_the_chosen_providers_models(owner):
     assert "runware:100@1" in field and "gpt-image-2" not in field and "placeholder-v1" not in field
     openai = section(owner.get(MODELS + "?provider=openai", htmx=True).get_data(as_text=True), "model-field")
     assert "gpt-image-2" in openai and "runware" not in openai and "needs an API key" in openai
-    assert owner.get(MODELS + "?provider=nope", htmx=True).status_code == 400
+    refused = owner.get(MODELS, query_string={"provider": "<b>nope</b>"}, htmx=True)
+    assert refused.status_code == 400 and refused.headers["HX-Retarget"] == "#toasts"
+    toast = refused.get_data(as_text=True)
+    assert "Unknown provider" in toast and "&lt;b&gt;nope&lt;/b&gt;" in toast and "<b>" not in toast  # as text
 
 
 def test_the_provider_select_reloads_the_model_field(owner):

@@ -3,12 +3,13 @@
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from jobs.connection import get_redis
 from models import User
 from webapp import accounts, login_throttle
 from webapp.errors import json_error
+from webapp.htmx import is_htmx
 
 bp = Blueprint("auth", __name__)
 
@@ -30,6 +31,10 @@ def init_app(app):
         if g.user is None and request.endpoint not in PUBLIC_ENDPOINTS:
             if wants_json():
                 return json_error("Authentication required.", "AuthError", 401)
+            if is_htmx():
+                # A fragment request must not follow a redirect and swap the login page into the panel:
+                # htmx reloads the page, whose own request then redirects to the login with next= the page.
+                return Response(status=401, headers={"HX-Refresh": "true"})
             return redirect(url_for("auth.login", next=request.full_path))
         return None
 

@@ -1,7 +1,9 @@
 """What the staff pages share about answering htmx: toasts, and errors a person can read.
 
-An htmx request that fails gets its sentence as plain text with the real status code; static/app.js
-shows it as a toast. A plain browser request gets the usual error page or a flash and a redirect.
+htmx does the showing itself (see the htmx-config meta tag in base.html): a form re-rendered with what was
+wrong is swapped in place whatever its 4xx status, and a refusal is a toast rendered here and sent to
+#toasts by the HX-Retarget / HX-Reswap headers. A plain browser request gets the usual error page or a
+flash and a redirect.
 """
 
 from flask import Response, render_template, request
@@ -15,7 +17,6 @@ DEFAULT_MESSAGES = {
     404: "Not found.",
     405: "That action is not allowed here.",
     413: "The form is too large.",
-    500: "Something went wrong on the server; try again in a moment.",
 }
 
 
@@ -28,15 +29,14 @@ def toast(message: str, category: str = "info") -> str:
     return render_template("_toast.html", message=message, category=category, oob=True)
 
 
-def message(text: str, status: int, category: str = "error") -> Response:
-    """A refusal: plain text with its status for htmx (app.js shows it as a toast)."""
-    return Response(text, status=status, mimetype="text/plain",
-                    headers={"X-Toast-Category": category})
-
-
-def nothing(text: str, category: str = "info") -> Response:
-    """Answer an htmx request with only a toast, leaving the page as it is."""
-    return Response(toast(text, category), headers={"HX-Reswap": "none"})
+def message(text: str, status: int = 200, category: str = "error") -> Response:
+    """A refusal, or a notice that changes nothing on the page: for htmx a toast (the text escaped by
+    Jinja, as it may echo what was typed) appended to #toasts in place of the request's own swap. Other
+    callers (a plain form post, a script) get the sentence as plain text."""
+    if not is_htmx():
+        return Response(text, status=status, mimetype="text/plain")
+    return Response(render_template("_toast.html", message=text, category=category), status=status,
+                    headers={"HX-Retarget": "#toasts", "HX-Reswap": "beforeend"})
 
 
 def status_for(exc: AIFunctionError) -> int:
@@ -54,7 +54,9 @@ def install_error_handlers(bp) -> None:
 
     @bp.errorhandler(HTTPException)
     def _http_error(exc):
-        if not is_htmx():
+        # A crash (500) has nothing to say that app.js's sentence for a proxy's error page does not, and
+        # that sentence lands in the progress panel when a poll failed: the same wording for both.
+        if not is_htmx() or (exc.code or 500) >= 500:
             return exc
         # Werkzeug's stock descriptions are written for web pages; a view's own description is kept.
         own = exc.description if exc.description != type(exc).description else None

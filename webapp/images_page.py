@@ -10,7 +10,7 @@ from jobs.progress import task_progress
 from jobs.tasks import start_task
 from models import IMAGE_STATUSES
 from webapp import writer
-from webapp.htmx import install_error_handlers, is_htmx, message, nothing, status_for, toast
+from webapp.htmx import install_error_handlers, is_htmx, message, status_for, toast
 from webapp.images_query import (
     article_page,
     blocks_for,
@@ -109,6 +109,9 @@ def task_progress_panel(task_id):
     """The progress panel of one task; polls itself until the task has finished."""
     progress = progress_context(task_id)
     if progress is None:
+        if is_htmx():
+            # The poll's answer replaces the panel with one that says so and has no trigger: polling stops.
+            return render_template("images/_progress_gone.html", message="Task not found."), 404
         raise NotFound("Task not found.")
     # Only the poll that sees the task finish refreshes the articles: the finished panel stops polling.
     refresh = is_htmx() and progress["finished"]
@@ -167,4 +170,4 @@ def _refuse(text: str, *, status: int = 200, category: str = "info"):
     if not is_htmx():
         flash(text, category)
         return redirect(url_for(".images"))
-    return nothing(text, category) if status == 200 else message(text, status, category)
+    return message(text, status, category)

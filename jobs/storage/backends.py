@@ -51,6 +51,14 @@ def image_key(account_id: int, image_id: int, digest: str, extension: str) -> st
     return f"acct-{int(account_id)}/images/{int(image_id)}-{digest[:16]}.{extension}"
 
 
+def answer_key(account_id: int, image_id: int, task_id: str) -> str:
+    """Where a provider's answer waits for its SAVE job: one per image and task, so a re-run of the
+    call overwrites it rather than adding another."""
+    if not re.fullmatch(r"[0-9a-f]{16,64}", task_id or ""):
+        raise ValueError("task_id must be a lowercase hex string")
+    return f"acct-{int(account_id)}/staging/{int(image_id)}-{task_id}.answer"
+
+
 def check_key(key: str) -> str:
     if not isinstance(key, str) or len(key) > _KEY_MAX or not _KEY.fullmatch(key):
         raise InvalidKey(f"invalid storage key {key!r}: use relative paths of letters, digits, '.', '_', '-'")
@@ -71,9 +79,6 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; a missing one is fine."""
-
-    @abc.abstractmethod
-    def exists(self, key: str) -> bool: ...
 
 
 class FileStorage(Storage):
@@ -121,9 +126,6 @@ class FileStorage(Storage):
     def delete(self, key):
         self.path_for(key).unlink(missing_ok=True)
 
-    def exists(self, key):
-        return self.path_for(key).is_file()
-
 
 class DatabaseStorage(Storage):
     """Rows of ImageBlob, on the caller's connection (a job's `db.connection_context()`)."""
@@ -153,10 +155,6 @@ class DatabaseStorage(Storage):
         check_key(key)
         with db.atomic():
             ImageBlob.delete().where(ImageBlob.key == key).execute()
-
-    def exists(self, key):
-        check_key(key)
-        return ImageBlob.select(ImageBlob.id).where(ImageBlob.key == key).exists()
 
 
 # STORAGE_BACKEND → how to build it from the config. An object store is one more entry here.

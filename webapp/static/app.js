@@ -1,100 +1,51 @@
-// The staff pages' only script: toasts, readable errors for failed htmx requests, and closing the
-// progress panel. Everything else is server-rendered HTML swapped in by htmx.
+// The staff pages' only script, for what htmx cannot do itself. The server renders every form error,
+// panel and toast, and htmx swaps them (see the htmx-config meta tag in base.html). Left here: a sentence
+// for a request the app never answered (the network is down, or a proxy answered with its own page),
+// closing the progress panel, and toasts that go away.
 (function () {
   "use strict";
 
   var TOAST_MS = { info: 6000, success: 6000, error: 12000 };
 
-  function toast(text, category) {
+  function expire(item) {
+    var category = (item.className.match(/toast-(\w+)/) || [])[1];
+    setTimeout(function () { item.remove(); }, TOAST_MS[category] || 6000);
+  }
+
+  function toast(text) {
     var box = document.getElementById("toasts");
-    if (!box || !text) return;
-    category = category || "info";
-    // A poll that keeps failing would stack the same message every second: show it once.
-    var existing = Array.prototype.find.call(box.children, function (t) { return t.textContent === text; });
-    if (existing) existing.remove();
+    // A poll that keeps failing would stack the same sentence every second: show it once.
+    Array.prototype.forEach.call(box.children, function (t) { if (t.textContent === text) t.remove(); });
     var item = document.createElement("div");
-    item.className = "toast toast-" + category;
-    item.setAttribute("role", category === "error" ? "alert" : "status");
-    item.textContent = text;  // text, never HTML: the message may echo user input
+    item.className = "toast toast-error";
+    item.setAttribute("role", "alert");
+    item.textContent = text;
     box.appendChild(item);
     expire(item);
   }
 
-  function expire(item) {
-    if (item.dataset.expires) return;
-    var category = (item.className.match(/toast-(\w+)/) || [])[1] || "info";
-    item.dataset.expires = "1";
-    setTimeout(function () { item.remove(); }, TOAST_MS[category] || 6000);
+  // A failing poll says so inside its panel (the rows stay; the next answer replaces the panel).
+  function report(elt, text, inPanel) {
+    var panel = elt && elt.closest ? elt.closest("[data-poll]") : null;
+    var slot = panel && panel.querySelector("[data-panel-error]");
+    if (!slot) return toast(text);
+    slot.textContent = inPanel || text;
+    slot.hidden = false;
   }
-
-  // Our page routes answer a refusal with one plain-text sentence; anything else (a proxy's HTML
-  // page, a server crash) becomes a generic sentence instead of markup or a stack trace.
-  function messageFor(xhr) {
-    var type = xhr.getResponseHeader("Content-Type") || "";
-    var body = (xhr.responseText || "").trim();
-    if (type.indexOf("text/plain") === 0 && body && body.length <= 500) return body;
-    if (xhr.status === 403) return "Your session has changed; reload the page and try again.";
-    if (xhr.status === 404) return "That item no longer exists; reload the page.";
-    if (xhr.status >= 500) return "The server had a problem (" + xhr.status + "); try again in a moment.";
-    return "The request failed (" + xhr.status + "); reload the page and try again.";
-  }
-
-  function panelOf(elt) { return elt && elt.closest ? elt.closest("[data-poll]") : null; }
-
-  function showInPanel(panel, text) {
-    var slot = panel.querySelector("[data-panel-error]");
-    if (slot) { slot.textContent = text; slot.hidden = false; }
-  }
-
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    var xhr = event.detail.xhr;
-    // A form re-rendered with its validation errors (422) or a refusal while generating (409).
-    if (xhr.status === 409 || xhr.status === 422) {
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
-    }
-    // An expired session answers with the login page; never swap that into a fragment.
-    if (xhr.responseURL && new URL(xhr.responseURL).pathname === "/login") {
-      event.detail.shouldSwap = false;
-      window.location.reload();
-    }
-  });
 
   document.addEventListener("htmx:responseError", function (event) {
-    var xhr = event.detail.xhr;
-    var text = messageFor(xhr);
-    var panel = panelOf(event.detail.elt);
-    if (panel) {
-      showInPanel(panel, text);
-      // The task is gone (or not ours): stop polling by taking the polling element out of the page.
-      if (xhr.status === 404 || xhr.status === 403) stopPolling(panel);
-      return;
-    }
-    toast(text, xhr.getResponseHeader("X-Toast-Category") || "error");
+    // The app's own refusals went to #toasts already; anything else is a page not meant for a person.
+    if (event.detail.target && event.detail.target.id === "toasts") return;
+    var status = event.detail.xhr.status;
+    report(event.detail.elt, status >= 500
+      ? "The server had a problem (" + status + "); try again in a moment."
+      : "The request failed (" + status + "); reload the page and try again.");
   });
 
   document.addEventListener("htmx:sendError", function (event) {
-    var text = "The server could not be reached; check the connection. It will be retried.";
-    var panel = panelOf(event.detail.elt);
-    if (panel) { showInPanel(panel, text); return; }
-    toast("The server could not be reached; check the connection and try again.", "error");
+    report(event.detail.elt, "The server could not be reached; check the connection and try again.",
+      "The server could not be reached; check the connection. It will be retried.");
   });
-
-  function stopPolling(panel) {
-    // htmx stops an "every" trigger once its element has left the page.
-    var copy = panel.cloneNode(true);
-    ["data-poll", "hx-get", "hx-trigger", "hx-swap"].forEach(function (a) { copy.removeAttribute(a); });
-    var head = copy.querySelector(".progress-head");
-    if (head && !head.querySelector("[data-close-panel]")) {
-      var close = document.createElement("button");
-      close.type = "button";
-      close.className = "close";
-      close.setAttribute("data-close-panel", "");
-      close.textContent = "Close";
-      head.appendChild(close);
-    }
-    panel.replaceWith(copy);
-  }
 
   document.addEventListener("click", function (event) {
     var close = event.target.closest("[data-close-panel]");
@@ -108,14 +59,10 @@
     if (item) item.remove();
   });
 
-  document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("#toasts .toast").forEach(expire);
-  });
+  // Every toast: flashed with the page (htmx fires this for the body once it has started) or swapped in.
   document.addEventListener("htmx:load", function (event) {
     var elt = event.detail.elt;
-    if (elt.matches && elt.matches(".toast")) expire(elt);
-    if (elt.querySelectorAll) elt.querySelectorAll(".toast").forEach(expire);
+    if (elt.matches(".toast")) expire(elt);
+    elt.querySelectorAll(".toast").forEach(expire);
   });
-
-  window.appToast = toast;
 })();
