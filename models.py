@@ -42,8 +42,12 @@ def open_database(url: str):
     """Bind the models to the database at `url` (sqlite:///..., postgresql://...)."""
     options = {}
     if url.startswith("sqlite"):
-        # WAL lets the web app read while a worker writes; the timeout waits out short write locks.
-        options = {"pragmas": {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 10000}}
+        # WAL lets the web app read while a worker writes; the timeout waits out short write locks. In
+        # WAL mode, synchronous=NORMAL syncs at checkpoints instead of at every commit: a commit survives
+        # any process being killed, and only an OS crash or power cut can lose the last ones (SQLite is
+        # the embedded default; a deployment's database is PostgreSQL).
+        options = {"pragmas": {"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1,
+                               "busy_timeout": 10000}}
     database = connect(url, **options)
     db.initialize(database)
     return database

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.callbacks import Callback
 from rq.job import Dependency
+from rq.rate_limit import RateLimitRegistry
 from rq.timeouts import JobTimeoutException
 
 from jobs import runtime
@@ -98,11 +99,13 @@ ON_FAILURE = Callback("jobs.recovery.job_failed", timeout=60)
 
 
 class AIEngine:
-    def __init__(self, function, task_id: str, account_id: int, *, queue: Queue | None = None):
+    def __init__(self, function, task_id: str, account_id: int, *, queue: Queue | None = None,
+                 task: AITaskLog | None = None):
         self.fn = function
         self.task_id = task_id
         self.account_id = account_id
         self.queue = queue
+        self.task = task  # the task's row, when the caller has read it already
 
     # --- the request: validate, claim, log, enqueue -----------------------------------------------
 
@@ -154,8 +157,7 @@ class AIEngine:
                      step=("PREP", prep_message))
         if not self.fn.requires_multiple_ai_calls:
             return self._run_single(data)
-        task = AITaskLog.get(AITaskLog.task_id == self.task_id)
-        job_ids = self._enqueue_items(task, data)
+        job_ids = self._enqueue_items(self.task or AITaskLog.get(AITaskLog.task_id == self.task_id), data)
         # The finisher: DONE once every item job has ended, whatever each one's outcome.
         self._queue().enqueue(
             "jobs.tasks.finish_ai_task", self.task_id, job_id=done_job_id(self.task_id),
@@ -211,14 +213,17 @@ class AIEngine:
         if not self.fn.begin_item(item_id, self.task_id, self.account_id):
             # Already generated (a requeue of a finished item) or taken by a newer task: no call, no charge.
             return {"success": True, "skipped": True}
-        self._write_meta({"phase": "PREP"})
         try:
             data = self._prepare_item(item_id)
             call = self.fn.build_prompt(data, self.account_id)
             ai_core = AICore(data.credentials, redis=self._redis(), limits=data.limits, on_call_start=lambda: (
                 self._write_meta({"phase": "AI_CALL", "call_started_at": time.time()})))
-            self._write_meta({"expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
+            self._write_meta({"phase": "PREP",
+                              "expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
             response = getattr(ai_core, call.method)(**call.kwargs)
+            self._free_slot()
+            # What is left of this job yields the cores to the next image's job, starting in the slot now.
+            runtime.lower_priority()
             self.fn.record_answer(data, response)
             if self.fn.background_save and get_current_job() is not None:  # inline runs save here
                 self._write_meta({"phase": "SAVE"})
@@ -245,13 +250,25 @@ class AIEngine:
             raise
         return self._record_success(result)
 
+    def _free_slot(self) -> None:
+        """The provider call is over: give the key's RQ slot to its next image now rather than when this
+        job ends, so that image's call starts while this one records and hands over its answer. RQ's own
+        release at the job's end then finds the slot already free."""
+        job = get_current_job()
+        if job is None or not job.has_rate_limit:
+            return
+        try:
+            RateLimitRegistry.from_job(job).release_and_enqueue(job.id)
+        except RedisError as exc:  # RQ releases it at the job's end, or its maintenance does
+            log.warning("job %s: provider slot not released early, Redis is unreachable: %s", job.id, exc)
+
     def _parse_and_save(self, data, response) -> dict:
         parsed = self.fn.parse_response(response)
         return self.fn.save_output(parsed, data, self.account_id)
 
     def _prepare_item(self, item_id):
         """The settings, the key and the item, loaded once for this job."""
-        task = AITaskLog.get((AITaskLog.task_id == self.task_id) & (AITaskLog.account == self.account_id))
+        task = self.task or AITaskLog.get((AITaskLog.task_id == self.task_id) & (AITaskLog.account == self.account_id))
         data = self.fn.prepare({**task.payload, "ids": [item_id], "task_id": self.task_id}, self.account_id)
         if not data.items:
             raise AIFunctionError("The item no longer exists.")

@@ -20,7 +20,7 @@ def start_task(function_name: str, payload: dict, account_id: int, *, queue=None
 def engine_for(task_id: str) -> AIEngine:
     """The engine of a stored task: its function and account come from the task's row."""
     task = AITaskLog.get(AITaskLog.task_id == task_id)
-    return AIEngine(get_function(task.function_name), task_id, task.account_id)
+    return AIEngine(get_function(task.function_name), task_id, task.account_id, task=task)
 
 
 def run_ai_task(task_id: str) -> dict:
@@ -28,8 +28,7 @@ def run_ai_task(task_id: str) -> dict:
     ensure_database()
     with db.connection_context():
         engine = engine_for(task_id)
-        task = AITaskLog.get(AITaskLog.task_id == task_id)
-        return engine.run_parent({**task.payload, "ids": list(task.item_ids or [])})
+        return engine.run_parent({**engine.task.payload, "ids": list(engine.task.item_ids or [])})
 
 
 def run_ai_item(task_id: str, item_id) -> dict:
