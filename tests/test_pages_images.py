@@ -370,7 +370,7 @@ def test_the_image_being_made_and_those_waiting_for_the_keys_slot_are_told_apart
                        base_url=fake_openai.base_url, max_concurrent_calls=1)
     fake_openai.set_latency(3)
     _, ids = factories.article(a)
-    worker = WorkerProcess("page-waiting")
+    workers = [WorkerProcess(f"page-waiting-{n}") for n in range(3)]  # a worker free for every image
     try:
         with db.connection_context():
             task_id = start_task("generate_images_from_prompts", {"ids": ids}, a)["task_id"]
@@ -386,7 +386,8 @@ def test_the_image_being_made_and_those_waiting_for_the_keys_slot_are_told_apart
         assert all(">queued<" in row and 'aria-valuenow="0"' in row for row in waiting)
         assert fake_openai.call_count == 1  # the waiting ones hold no call (and no worker)
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
 
 
 def test_a_running_task_polls_itself_and_marks_the_current_step(owner, a):
