@@ -174,10 +174,14 @@ class Images(BaseModel):
     RUN_ORDER = {"featured": 0, "in_article": 1, "desktop": 2, "mobile": 3}
 
     @classmethod
+    def type_rank(cls):
+        """Featured first, then in-article, desktop, mobile (as SQL, for ORDER BY)."""
+        return Case(cls.image_type, list(cls.RUN_ORDER.items()), 9)
+
+    @classmethod
     def in_run_order(cls, query):
         """The order images are generated in: featured first, then by article and position."""
-        type_rank = Case(cls.image_type, list(cls.RUN_ORDER.items()), 9)
-        return query.order_by(type_rank, cls.content, cls.position, cls.id)
+        return query.order_by(cls.type_rank(), cls.content, cls.position, cls.id)
 
     @classmethod
     def claim(cls, account_id, ids, task_id: str, *, regenerate: bool) -> list[int]:

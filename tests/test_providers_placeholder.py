@@ -1,5 +1,4 @@
 import io
-import time
 from decimal import Decimal
 
 import pytest
@@ -46,12 +45,29 @@ def test_it_needs_no_key_and_costs_nothing():
     assert PROVIDER.generate(make_request(), None, timeout=(1, 1)).data
 
 
-def test_it_is_fast_even_for_the_longest_prompt():
-    PROVIDER.generate(make_request("warm up the font"), None)
-    for prompt in ("a lighthouse at dusk", "word " * 6000, "x" * 32000):
-        started = time.perf_counter()
-        PROVIDER.generate(make_request(prompt), None)
-        assert time.perf_counter() - started < 0.3
+class MeasuringFont:
+    """Pillow's font, counting the text it is asked to measure (how the wrap's work is bounded)."""
+
+    def __init__(self, font):
+        self.font, self.size, self.measured = font, font.size, 0
+
+    def getlength(self, text):
+        self.measured += len(text)
+        return self.font.getlength(text)
+
+
+def test_the_longest_prompt_costs_no_more_text_measuring_than_what_fits():
+    # Without a bound, wrapping a 32,000-character prompt measures millions of characters (seconds).
+    from jobs.providers.placeholder import _font, _wrap
+
+    measured = {}
+    for prompt in ("a lighthouse at dusk " * 40, "word " * 6000, "x" * 32000):
+        font = MeasuringFont(_font(40))
+        lines = _wrap(prompt, font, 1400, 6)
+        assert 1 <= len(lines) <= 6
+        measured[len(prompt)] = font.measured
+    assert max(measured.values()) < 50_000, measured
+    assert PROVIDER.generate(make_request("x" * 32000), None).data  # and the image is made
 
 
 def test_it_refuses_a_size_it_does_not_offer():

@@ -6,13 +6,10 @@ import math
 from dataclasses import dataclass, field
 from functools import reduce
 
-from peewee import Case
-
 from jobs import image_settings
 from models import AITaskLog, Content, Images, utcnow
 
 PER_PAGE = 20
-TYPE_RANK = Case(Images.image_type, [("featured", 0), ("in_article", 1), ("desktop", 2), ("mobile", 3)], 9)
 # A task still "running" after this long lost its worker; a reload should not reattach to it forever.
 REATTACH_WINDOW = dt.timedelta(hours=6)
 TYPE_LABELS = {"featured": "Featured image", "desktop": "Desktop image", "mobile": "Mobile image"}
@@ -96,7 +93,7 @@ def _with_images(account_id: int, view: dict, contents: list) -> list[ArticleBlo
         return []
     rows = (Images.select(Images, shown_condition(view).alias("shown"))
             .where((Images.account == account_id) & Images.content.in_(list(blocks)))
-            .order_by(Images.content, TYPE_RANK, Images.position, Images.id))
+            .order_by(Images.content, Images.type_rank(), Images.position, Images.id))
     for image in rows:
         block = blocks[image.content_id]
         if image.shown:
