@@ -53,8 +53,15 @@ class Config:
     # Newest first: encrypt with the first, decrypt with any (key rotation).
     encryption_keys: tuple[str, ...]
     media_root: Path
-    storage_backend: str  # "files" or "database"
+    storage_backend: str  # "files", "database" or "s3"
     queue_name: str = "images"
+    # STORAGE_BACKEND=s3. No credentials here: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    # itself, so they are never in this object's repr or a log line.
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_region: str | None = None
+    s3_endpoint_url: str | None = None  # any S3-compatible store: R2, MinIO, a local server
+    media_public_base_url: str | None = None  # the bucket's public URL or a CDN in front of it
     extra: dict = field(default_factory=dict)
 
     @property
@@ -88,6 +95,12 @@ def load_config() -> Config:
         media_root=media_root,
         storage_backend=os.environ.get("STORAGE_BACKEND", default_backend),
         queue_name=os.environ.get("RQ_QUEUE", "images"),
+        s3_bucket=os.environ.get("S3_BUCKET") or None,
+        s3_prefix=os.environ.get("S3_PREFIX", ""),
+        # AWS_DEFAULT_REGION is what boto3 and the AWS CLI read; S3_REGION wins for this bucket alone.
+        s3_region=os.environ.get("S3_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
+        media_public_base_url=os.environ.get("MEDIA_PUBLIC_BASE_URL") or None,
         extra={"secure_cookies": _bool("SESSION_COOKIE_SECURE", False),
                "session_idle_minutes": int(os.environ.get("SESSION_IDLE_MINUTES") or 12 * 60)},
     )

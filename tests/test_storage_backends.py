@@ -1,8 +1,11 @@
-"""Both storage backends against real storage: a temporary folder, and the tests' database."""
+"""Every storage backend against real storage: a temporary folder, the tests' database, and a real
+S3-compatible server (moto's) listening on 127.0.0.1 for the session."""
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import threading
 
 import pytest
 
@@ -11,6 +14,8 @@ from jobs.storage.backends import (
     FileStorage,
     InvalidKey,
     NotStored,
+    S3Storage,
+    answer_key,
     get_storage,
     image_key,
 )
@@ -21,6 +26,66 @@ DATA = bytes(range(256)) * 64  # every byte value, NULs included
 ETAG = hashlib.sha256(DATA).hexdigest()[:32]
 BAD_KEYS = ["", "../escape.png", "acct-3/../../escape.png", "/etc/passwd", "acct-3//x.png", "acct-3/./x.png",
             ".hidden.png", "acct-3\\x.png", "acct-3/x.png\x00.txt", "acct 3/x.png", "a" * 301]
+
+
+S3_BUCKET = "imggen-test-media"
+S3_REGION = "us-east-1"
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+    bucket: str
+    region: str
+
+    def storage(self, **options) -> S3Storage:
+        return S3Storage(self.bucket, region=self.region, endpoint_url=self.endpoint_url, **options)
+
+    def object_names(self) -> list[str]:
+        listing = self.storage().client().list_objects_v2(Bucket=self.bucket)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def empty(self) -> None:
+        client = self.storage().client()
+        for name in self.object_names():
+            client.delete_object(Bucket=self.bucket, Key=name)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server in a thread on 127.0.0.1, on a port the OS picks, with the session's bucket.
+    boto3 talks to it over HTTP exactly as to a real store. A server that cannot start fails the tests."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as env:
+        # Any credentials do for the local server; pinned so the machine's own AWS settings never apply.
+        env.setenv("AWS_ACCESS_KEY_ID", "test-access-key")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-key")
+        env.delenv("AWS_SESSION_TOKEN", raising=False)
+        env.delenv("AWS_PROFILE", raising=False)
+        env.setenv("AWS_CONFIG_FILE", os.devnull)
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        # start() waits without a timeout for a server thread that may have died: wait for it here.
+        starting = threading.Thread(target=server.start, daemon=True)
+        starting.start()
+        starting.join(timeout=30)
+        if starting.is_alive():
+            pytest.fail("the local S3 server (moto) did not start within 30 s")
+        host, port = server.get_host_and_port()
+        running = S3Server(endpoint_url=f"http://{host}:{port}", bucket=S3_BUCKET, region=S3_REGION)
+        client = running.storage().client()
+        # Another module's copy of this fixture may have made it already: moto's servers share one state.
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=S3_BUCKET)
+        yield running
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server):
+    s3_server.empty()  # one bucket for the session: each test starts with it empty
+    return s3_server.storage()
 
 
 @pytest.fixture
@@ -34,10 +99,12 @@ def database_storage(database):
         yield DatabaseStorage()
 
 
-@pytest.fixture(params=["files", "database"])
+@pytest.fixture(params=["files", "database", "s3"])
 def storage(request, tmp_path, database):
     if request.param == "files":
         yield FileStorage(tmp_path / "media")
+    elif request.param == "s3":
+        yield request.getfixturevalue("s3")
     else:
         with db.connection_context():
             yield DatabaseStorage()
@@ -79,10 +146,22 @@ def test_it_refuses_keys_that_could_escape_the_store(storage, key):
             call()
 
 
-def test_both_backends_give_the_same_etag_for_the_same_bytes(files, database_storage):
-    files.save(KEY, DATA, "image/webp")
-    database_storage.save(KEY, DATA, "image/webp")
-    assert files.load(KEY).etag == database_storage.load(KEY).etag == ETAG
+def test_every_backend_gives_the_same_etag_for_the_same_bytes(files, database_storage, s3):
+    for backend in (files, database_storage, s3):
+        backend.save(KEY, DATA, "image/webp")
+    assert files.load(KEY).etag == database_storage.load(KEY).etag == s3.load(KEY).etag == ETAG
+
+
+def test_a_staged_answer_keeps_its_bytes_as_an_octet_stream(storage):
+    key = answer_key(3, 17, "0123456789abcdef0123")
+    storage.save(key, DATA, "application/octet-stream")
+    stored = storage.load(key)
+    assert (stored.data, stored.content_type, stored.etag) == (DATA, "application/octet-stream", ETAG)
+
+
+def test_an_empty_object_is_stored_and_read_back(storage):
+    storage.save(KEY, b"", "image/webp")
+    assert storage.load(KEY).data == b""
 
 
 def test_files_land_under_the_root_and_leave_no_temporary_files(files, tmp_path):
@@ -135,11 +214,16 @@ def test_get_storage_picks_the_configured_backend(service_config, tmp_path):
     files = get_storage(dataclasses.replace(service_config, storage_backend="files", media_root=tmp_path))
     assert isinstance(files, FileStorage) and files.root == tmp_path.resolve()
     assert isinstance(get_storage(dataclasses.replace(service_config, storage_backend="database")), DatabaseStorage)
+    s3 = get_storage(dataclasses.replace(service_config, storage_backend="s3", s3_bucket="media", s3_prefix="prod",
+                                         s3_region="eu-west-1", s3_endpoint_url="https://s3.example.test"))
+    assert isinstance(s3, S3Storage)
+    assert (s3.bucket, s3.prefix, s3.region, s3.endpoint_url) == ("media", "prod/", "eu-west-1",
+                                                                  "https://s3.example.test")
 
 
 def test_get_storage_names_the_choices_for_an_unknown_backend(service_config):
-    with pytest.raises(ValueError, match="STORAGE_BACKEND is 's3'; choose one of: files, database"):
-        get_storage(dataclasses.replace(service_config, storage_backend="s3"))
+    with pytest.raises(ValueError, match="STORAGE_BACKEND is 'gcs'; choose one of: files, database, s3"):
+        get_storage(dataclasses.replace(service_config, storage_backend="gcs"))
 
 
 def test_image_keys_change_with_the_content():

@@ -1,4 +1,11 @@
-"""Stored images, served to their own account only, with a strong ETag."""
+"""Stored images, served to their own account only, with a strong ETag.
+
+Every backend is served the same way, through the app from storage.load(): that works with a private
+bucket, keeps the account check in front of the bytes, and keeps the pages' `img-src 'self'` policy
+(a redirect to a bucket or CDN would be another origin, which the policy blocks). With
+STORAGE_BACKEND=s3 and MEDIA_PUBLIC_BASE_URL set, public_image_url() also gives each generated image a
+login-free URL on the bucket or CDN, for publishing it outside the app.
+"""
 
 from flask import Blueprint, Response, abort, current_app, g, request
 
@@ -24,6 +31,14 @@ def image_file(image_id, ext):
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
     return Response(stored.data, content_type=stored.content_type, headers=headers)
+
+
+def public_image_url(image) -> str | None:
+    """The image's login-free URL straight from the store (the bucket or the CDN named by
+    MEDIA_PUBLIC_BASE_URL), or None: not stored yet, or a backend that only the app serves."""
+    if not image.file_path or image.status != "generated":
+        return None
+    return get_storage(current_app.config["SERVICE_CONFIG"]).public_url(image.file_path)
 
 
 def _extension(image_format: str | None) -> str:

@@ -1,7 +1,8 @@
-"""Where image bytes are kept: files under MEDIA_ROOT, or rows in the database (dynos share no disk).
+"""Where image bytes are kept: files under MEDIA_ROOT, rows in the database, or objects in an
+S3-compatible bucket (dynos share no disk; the last two work with any number of them).
 
-Both backends take the same keys ("acct-3/images/17-<hash>.webp") and answer the same way, so an
-object store can be added later as a third class and one entry in BACKENDS.
+All backends take the same keys ("acct-3/images/17-<hash>.webp") and answer the same way, so another
+store is one more class and one entry in BACKENDS.
 """
 
 import abc
@@ -9,8 +10,10 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from models import ImageBlob, db, utcnow
 
@@ -79,6 +82,16 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; a missing one is fine."""
+
+    def public_url(self, key: str) -> str | None:
+        """A login-free URL that serves the object straight from the store, or None when the store has
+        none (files and database rows are only ever served by the app)."""
+        check_key(key)
+        return None
+
+    def warm_up(self) -> None:
+        """Load what the backend needs before a worker forks, so each work-horse starts warm."""
+        return None  # files and database rows need nothing loaded
 
 
 class FileStorage(Storage):
@@ -157,10 +170,150 @@ class DatabaseStorage(Storage):
             ImageBlob.delete().where(ImageBlob.key == key).execute()
 
 
-# STORAGE_BACKEND → how to build it from the config. An object store is one more entry here.
+class S3Storage(Storage):
+    """One object per key in an S3-compatible bucket (AWS S3, Cloudflare R2, MinIO, Bucketeer), under
+    an optional prefix. Credentials come from boto3's own chain (AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY, a profile, an instance role): they never pass through this class or the
+    config, so nothing here can log them."""
+
+    name = "s3"
+
+    def __init__(self, bucket: str | None, prefix: str = "", region: str | None = None,
+                 endpoint_url: str | None = None, public_base_url: str | None = None):
+        # Checked here, so a misconfigured dyno fails at get_storage() with the variable to fix rather
+        # than with a botocore error on the first image.
+        if not bucket:
+            raise ValueError("STORAGE_BACKEND is 's3' but S3_BUCKET is not set: name the bucket to keep images in")
+        prefix = (prefix or "").strip("/")
+        if prefix and not _KEY.fullmatch(prefix):
+            raise ValueError(f"S3_PREFIX {prefix!r} is not a folder-like path of letters, digits, '.', '_', '-'")
+        for variable, url in (("S3_ENDPOINT_URL", endpoint_url), ("MEDIA_PUBLIC_BASE_URL", public_base_url)):
+            if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
+                raise ValueError(f"{variable} {url!r} is not an http(s):// URL")
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+        self.region = region or None
+        self.endpoint_url = endpoint_url or None
+        self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
+
+    def object_key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def client(self):
+        return _s3_client(self.region, self.endpoint_url)
+
+    def save(self, key, data, content_type):
+        name = self.object_key(key)
+        if content_type != _type_for(key):
+            raise ValueError(f"content type {content_type!r} does not match the key's extension ({key})")
+        # One PUT: S3 never shows half an object, so readers see the old bytes or the new, whole.
+        # Image keys change with their content (image_key), so a CDN in front of a public bucket may
+        # keep them for good; staging answers are read once by a job and never cached.
+        cache = "public, max-age=31536000, immutable" if content_type.startswith("image/") else "no-store"
+        self.client().put_object(Bucket=self.bucket, Key=name, Body=data, ContentType=content_type,
+                                 CacheControl=cache)
+
+    def load(self, key):
+        from botocore.exceptions import ClientError
+
+        name = self.object_key(key)
+        try:
+            answer = self.client().get_object(Bucket=self.bucket, Key=name)
+        except ClientError as exc:
+            # NoSuchKey from GET; some S3-compatible stores answer a bare 404 instead.
+            if _s3_error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise NotStored(key) from None
+            raise  # a missing bucket or refused credentials is a configuration error, not a missing image
+        with answer["Body"] as body:
+            data = body.read()
+        # The type follows the key, as for files: some stores answer binary/octet-stream for objects
+        # another tool uploaded, and the ETag is ours, not the store's (multipart uploads change it).
+        return StoredObject(data=data, content_type=_type_for(key), etag=etag_for(data))
+
+    def delete(self, key):
+        from botocore.exceptions import ClientError
+
+        name = self.object_key(key)
+        try:
+            self.client().delete_object(Bucket=self.bucket, Key=name)
+        except ClientError as exc:
+            # S3 answers 204 for a missing key; a few compatible stores answer NoSuchKey.
+            if _s3_error_code(exc) not in ("NoSuchKey", "404", "NotFound"):
+                raise
+
+    def public_url(self, key):
+        name = self.object_key(key)
+        if not self.public_base_url:
+            return None
+        # The base is the bucket's root (a CDN in front of it, or the bucket's own public URL), so the
+        # prefix is part of the path, as it is part of the object's key.
+        return f"{self.public_base_url}/{quote(name)}"
+
+    def warm_up(self):
+        self.client()
+
+
+# One boto3 session per process image, and one client per (process, region, endpoint). The session
+# only holds loaded service models and resolved credentials, no sockets, so a forked work-horse keeps
+# the worker's (a new client from it costs ~15 ms instead of ~200 ms); a client holds a connection
+# pool, which must never be shared across fork(), so a new process always makes its own.
+_s3_lock = threading.Lock()
+_s3_session = None
+_s3_clients: dict = {}
+
+
+def _s3_client(region: str | None, endpoint_url: str | None):
+    global _s3_session
+    cache_key = (os.getpid(), region, endpoint_url)
+    client = _s3_clients.get(cache_key)
+    if client is not None:
+        return client
+    with _s3_lock:  # boto3 sessions are not thread-safe, and gunicorn threads may ask at once
+        client = _s3_clients.get(cache_key)
+        if client is None:
+            # Imported here: boto3 costs ~0.35 s to import, which files and database deployments skip.
+            import boto3
+            from botocore.config import Config as BotoConfig
+
+            if _s3_session is None:
+                _s3_session = boto3.session.Session()
+            for stale in [k for k in _s3_clients if k[0] != os.getpid()]:
+                del _s3_clients[stale]  # the parent's clients, inherited by fork: never to be used here
+            client = _s3_session.client("s3", region_name=region, endpoint_url=endpoint_url, config=BotoConfig(
+                # A web request waits for these: fail in seconds, not botocore's default minutes.
+                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 4},
+                # A custom endpoint is an S3-compatible store (MinIO, R2, a local server) whose host
+                # rarely has a DNS name per bucket; AWS itself keeps virtual-hosted addressing.
+                s3={"addressing_style": "path" if endpoint_url else "auto"},
+                # boto3 ≥ 1.36 adds CRC checksums to every upload by default, which several
+                # S3-compatible stores reject; send them only where the API requires one.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ))
+            _s3_clients[cache_key] = client
+    return client
+
+
+def _reset_s3_after_fork() -> None:
+    global _s3_lock
+    # A lock held by another thread at fork() time would stay held in the child forever.
+    _s3_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_s3_after_fork)
+
+
+def _s3_error_code(exc) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+# STORAGE_BACKEND → how to build it from the config.
 BACKENDS = {
     "files": lambda config: FileStorage(config.media_root),
     "database": lambda config: DatabaseStorage(),
+    "s3": lambda config: S3Storage(config.s3_bucket, prefix=config.s3_prefix, region=config.s3_region,
+                                   endpoint_url=config.s3_endpoint_url,
+                                   public_base_url=config.media_public_base_url),
 }
 
 

@@ -1,5 +1,7 @@
 """The JSON shapes of the API's objects."""
 
+from webapp.media import public_image_url
+
 
 def image_json(image) -> dict:
     return {
@@ -10,6 +12,9 @@ def image_json(image) -> dict:
         "prompt": image.prompt,
         "status": image.status,
         "image_url": image.image_url if image.status == "generated" or image.file_path else None,
+        # Login-free, for publishing: the bucket's (or its CDN's) URL with STORAGE_BACKEND=s3 and
+        # MEDIA_PUBLIC_BASE_URL; null otherwise, and until the image is generated.
+        "public_url": public_image_url(image),
         "provider": image.provider,
         "model": image.model,
         "width": image.width,
