@@ -16,7 +16,7 @@ from jobs import latency
 from jobs.limits import KeyLimiter, Limits
 from jobs.providers import get_provider
 from jobs.providers.base import Credentials, ImageRequest, ProviderError
-from jobs.providers.http import call_with_retries
+from jobs.providers.http import CallTimeout, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 # timeout is the model's (the catalog's read_timeout) unless the operator sets one for all.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = float(os.environ["PROVIDER_READ_TIMEOUT"]) if os.environ.get("PROVIDER_READ_TIMEOUT") else None
+# The most one call may take in all (connecting, waiting, reading): a read timeout restarts on every packet,
+# so an answer trickling in a byte a second would hold its image's slot for hours. By default the read
+# timeout in effect (the catalog's per model), unless the operator sets one for all.
+CALL_DEADLINE = float(os.environ["PROVIDER_CALL_DEADLINE"]) if os.environ.get("PROVIDER_CALL_DEADLINE") else None
 MAX_ATTEMPTS = 3
 
 
@@ -68,7 +72,9 @@ class AICore:
             negative_prompt=negative_prompt if spec.supports_negative_prompt and negative_prompt else None,
             price_per_image=Decimal(price_per_image) if price_per_image is not None else None,
         )
-        timeout = self.timeout or (CONNECT_TIMEOUT, READ_TIMEOUT or spec.read_timeout)
+        connect_timeout, read_timeout = self.timeout or (CONNECT_TIMEOUT, READ_TIMEOUT or spec.read_timeout)
+        timeout = CallTimeout(connect_timeout, read_timeout,
+                              getattr(self.timeout, "deadline", None) or CALL_DEADLINE or read_timeout)
         started = time.monotonic()
 
         def attempt():

@@ -2,6 +2,7 @@
 nothing is retried that must not be, and the worker survives."""
 
 import json
+import time
 
 import pytest
 from PIL import Image
@@ -18,13 +19,15 @@ pytestmark = pytest.mark.worker
 
 
 QUEUE = "test-provider-faults"
+CALL_DEADLINE = 3  # seconds: the whole of one provider call, for this module's worker
 
 
 @pytest.fixture(scope="module")
 def fast_timeout_worker(redis_conn, database):
-    """A worker of this module's own queue whose provider read timeout is 2 s, so timeouts and endless
-    bodies end quickly."""
-    worker = WorkerProcess("provider-faults", extra_env={"PROVIDER_READ_TIMEOUT": "2", "RQ_QUEUE": QUEUE})
+    """A worker of this module's own queue whose provider read timeout is 2 s and whole-call deadline
+    3 s, so timeouts, endless bodies and trickling answers end quickly."""
+    worker = WorkerProcess("provider-faults", extra_env={"PROVIDER_READ_TIMEOUT": "2", "RQ_QUEUE": QUEUE,
+                                                          "PROVIDER_CALL_DEADLINE": str(CALL_DEADLINE)})
     yield worker
     worker.stop()
 
@@ -67,6 +70,38 @@ def test_a_read_timeout_is_not_retried_and_is_recorded_as_maybe_charged(api, fak
 def test_a_body_that_never_ends_fails_within_the_deadline(api, fake_openai, fast_timeout_worker):
     one_image_fails(api, fake_openai, "gpt-image-2", Fault("never_ending_body"), "OpenAI")
     assert fast_timeout_worker.process.poll() is None
+
+
+def test_an_answer_trickling_a_byte_a_second_fails_within_the_call_deadline(api, fake_openai, fast_timeout_worker):
+    # Each byte comes well inside the 2 s read timeout: only the whole-call deadline ends the ~21 KB
+    # answer (some six hours at this pace).
+    started = time.monotonic()
+    image = one_image_fails(api, fake_openai, "gpt-image-2", Fault("trickle"),
+                            f"OpenAI did not finish its answer within {CALL_DEADLINE} s; "
+                            "the provider may still have made the image", calls=1)
+    assert time.monotonic() - started < CALL_DEADLINE + 10
+    assert factories.image(image["id"]).charge_uncertain is True
+    assert fast_timeout_worker.process.poll() is None
+
+
+def test_a_trickling_answer_frees_its_slot_for_the_keys_other_images(api, fake_openai):
+    # One call at a time for this key, and the trickling image goes first: the others can only be
+    # made once the deadline has ended its call and freed the key's one slot.
+    use_provider(api, "openai", "gpt-image-2", fake_openai, max_concurrent_calls=1)
+    fake_openai.on_prompt("lighthouse", Fault("trickle"))
+    ids = new_article(("A lighthouse at dusk", "Gulls over waves", "A sandy path through dunes"))
+    final = wait_done(api, generate(api, ids), timeout=90)
+    assert final["message"] == "2 images generated, 1 failed", final
+    by_id = {i["id"]: i for i in final["images"]}
+    assert by_id[ids[0]]["status"] == "failed"
+    assert f"did not finish its answer within {CALL_DEADLINE} s" in by_id[ids[0]]["error"]
+    assert by_id[ids[1]]["status"] == by_id[ids[2]]["status"] == "generated"
+    trickled, *others = fake_openai.calls
+    assert "lighthouse" in trickled.prompt and fake_openai.prompt_counts()[trickled.prompt] == 1  # never retried
+    assert all(call.at - trickled.at >= CALL_DEADLINE - 0.5 for call in others), "the slot was not held"
+    ledger.fault("provider: trickle beside healthy images (gpt-image-2)")
+    lost, _ = ledger.settle(factories.images(ids))
+    assert lost == 0
 
 
 def _memory_kb(pid: int, field: str) -> int | None:

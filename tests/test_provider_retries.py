@@ -7,9 +7,10 @@ import pytest
 
 from jobs.providers import http
 from jobs.providers.base import Credentials, ImageRequest, ProviderError
-from jobs.providers.http import call_with_retries, retry_after_seconds
+from jobs.providers.http import CallTimeout, call_with_retries, retry_after_seconds
 from jobs.providers.openai import OpenAIProvider
 from jobs.providers.runware import RunwareProvider
+from tests.conftest import wait_for
 from tests.fakes import Fault
 
 
@@ -211,6 +212,69 @@ def test_the_fake_refuses_calls_beyond_its_concurrency(fake_openai):
     errors = [o for o in outcomes if isinstance(o, ProviderError)]
     assert len(outcomes) == 2 and len(errors) == 1 and errors[0].retry_after == 1.0
     assert (fake_openai.load.peak, fake_openai.load.rejected) == (1, 1)
+
+
+# -- the whole call's deadline -------------------------------------------------------------------------------
+
+def calls_running() -> set:
+    return {t for t in threading.enumerate() if t.name.startswith("provider call")}
+
+
+def failing_slowly(server, timeout, fault, provider=None):
+    """The ProviderError of one generate call against `fault`, and the seconds it took."""
+    server.script(fault)
+    sleeps, started = Sleeps(), time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        generate_with_retries(server, provider, timeout=timeout, sleep=sleeps)
+    assert sleeps == [] and server.call_count == 1  # never retried: it may have been billed
+    return caught.value, time.monotonic() - started
+
+
+@pytest.mark.parametrize("timeout, limit", [(CallTimeout(2, 10, deadline=1), "1 s"),
+                                            ((2, 1.5), "1.5 s")])  # a plain tuple: its read timeout is the deadline
+def test_an_answer_trickling_a_byte_a_second_fails_at_the_deadline(fake_openai, timeout, limit):
+    # Every read gets its byte well within the read timeout: only the deadline can end this call.
+    before = calls_running()
+    error, took = failing_slowly(fake_openai, timeout, Fault("trickle"))
+    assert f"OpenAI did not finish its answer within {limit}; the provider may still have " \
+           "made the image" in error.message
+    assert error.permanent and error.maybe_charged and error.status == 200
+    assert took < float(limit.split()[0]) + 0.5
+    # The call's connection is shut, not left reading on for nobody: its thread ends too.
+    wait_for(lambda: not calls_running() - before, timeout=2, message="the call's thread to end")
+
+
+def test_a_runware_answer_trickling_fails_at_the_deadline_too(fake_runware):
+    error, took = failing_slowly(fake_runware, CallTimeout(2, 10, deadline=1), Fault("trickle", interval=0.5),
+                                 RunwareProvider())
+    assert "Runware did not finish its answer within 1 s" in error.message
+    assert error.permanent and error.maybe_charged and took < 1.5
+
+
+def test_waiting_for_the_headers_counts_toward_the_deadline(fake_openai):
+    error, took = failing_slowly(fake_openai, CallTimeout(2, 10, deadline=1), Fault("timeout", delay=5))
+    assert "OpenAI did not answer within 1 s; the provider may still have made the image" in error.message
+    assert error.permanent and error.maybe_charged and 1 <= took < 1.5
+
+
+def test_trickled_headers_do_not_outlast_the_deadline_either(fake_openai):
+    # The status line itself arrives a byte a second, so no timeout of the call's own ever fires: its
+    # caller stops waiting at the deadline all the same.
+    error, took = failing_slowly(fake_openai, CallTimeout(2, 10, deadline=1), Fault("trickle", trickle_headers=True))
+    assert "OpenAI did not answer within 1 s; the provider may still have made the image" in error.message
+    assert error.permanent and error.maybe_charged and 1 <= took < 1.5
+
+
+def test_an_answer_in_many_small_pieces_within_the_deadline_is_whole(fake_openai):
+    # ~21 KB sent a byte at a time, as fast as the fake can: read as it arrives, and put back together.
+    fake_openai.script(Fault("trickle", interval=0))
+    image = generate_with_retries(fake_openai, timeout=CallTimeout(2, 10, deadline=20), sleep=Sleeps())
+    assert image.data.startswith(b"\x89PNG") and fake_openai.call_count == 1
+
+
+def test_a_slow_answer_within_the_deadline_succeeds(fake_openai):
+    fake_openai.script(Fault("slow", delay=0.5))
+    assert generate_with_retries(fake_openai, timeout=CallTimeout(2, 10, deadline=3), sleep=Sleeps()).data
 
 
 @pytest.mark.parametrize("url, key", [("https://api.openai.com/v1", "api.openai.com:443"),

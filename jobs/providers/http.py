@@ -1,8 +1,13 @@
 """HTTP plumbing shared by the providers: one bounded POST, readable transport errors, retries."""
 
+import contextlib
+import contextvars
 import json
 import logging
+import os
 import random
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from jobs import outbound
 from jobs.providers.base import ProviderError
@@ -21,6 +27,23 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024
 _CHUNK = 64 * 1024
 MAYBE_CHARGED = ("the provider may still have made the image and charged for it. Generate it again if you "
                  "want another try.")
+
+
+class CallTimeout(tuple):
+    """(connect, read) as requests takes them, plus `deadline`: the most seconds the whole call may take,
+    connecting, waiting and reading the answer included. A read timeout restarts on every packet, so on
+    its own it never ends an answer that trickles in one byte a second. A plain (connect, read) tuple
+    gets its read timeout as the deadline."""
+
+    deadline: float
+
+    def __new__(cls, connect: float, read: float, deadline: float | None = None):
+        timeout = super().__new__(cls, (connect, read))
+        timeout.deadline = read if deadline is None else deadline
+        return timeout
+
+    def __repr__(self):
+        return f"CallTimeout(connect={self[0]!r}, read={self[1]!r}, deadline={self.deadline!r})"
 
 
 @dataclass
@@ -55,9 +78,97 @@ def get_json(url: str, *, headers: dict, timeout: tuple[float, float], label: st
 
 def _request(method: str, url: str, payload, *, headers: dict, timeout: tuple[float, float], label: str,
              max_bytes: int) -> Answer:
-    """requests' read timeout only bounds the gap between two packets, so a body that trickles forever
-    would never time out: reading the body gets the read timeout once more, as a total."""
-    read_timeout = timeout[1]
+    """The call runs in a thread of its own, and the caller waits for it until the deadline only: a read
+    timeout bounds each wait for a packet, never the whole answer, and no timeout at all reaches a
+    status line or headers that trickle in. At the deadline the caller (and the image's slot) moves
+    on, and once the answer has begun its connection is shut so that the thread ends too (before
+    that, the thread's own timeouts end it; only headers trickling in keep it, in a work-horse that
+    exits after its job)."""
+    call = _Call(getattr(timeout, "deadline", timeout[1]))
+    outcome: dict = {}
+    done = threading.Event()
+
+    def run():
+        try:
+            outcome["answer"] = _call(call, method, url, payload, headers, timeout, label, max_bytes)
+        except BaseException as exc:  # handed to the caller, whatever it is
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    # A thread starts with an empty context: copying the caller's keeps the call seeing what it would
+    # see without the thread (outbound's pins of an enclosing block, for one).
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True,
+                              name=f"provider call ({label})")
+    worker.start()
+    try:
+        if not done.wait(max(0.0, call.remaining())):
+            raise call.overdue(label)
+    finally:
+        if not done.is_set():
+            call.abort()  # the deadline passed, or the job was stopped while waiting
+    if "error" in outcome:
+        raise outcome.pop("error")
+    return outcome["answer"]
+
+
+class _Call:
+    """One call's deadline and how far it got, shared by its thread and the caller waiting for it."""
+
+    def __init__(self, limit: float):
+        self.limit = limit  # seconds
+        self.deadline = time.monotonic() + limit
+        self.sending = False  # the address is checked and the request on its way: the provider may bill it
+        self.response = None  # set once the status line and headers have arrived
+        self.clamped = False  # whether the wait for the headers was cut short for the deadline
+        self._lock = threading.Lock()
+        self._socket = None  # our own handle on the answer's connection, to shut it from the caller's thread
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def headers_timeout(self, read_timeout: float) -> float:
+        """The read timeout for the status line and headers: not past the deadline, so that the thread
+        of a provider that says nothing ends when its caller stops waiting."""
+        remaining = max(self.remaining(), 0.001)
+        self.clamped = remaining < read_timeout
+        return min(read_timeout, remaining)
+
+    def answered(self, response) -> None:
+        """The headers are in: keep a handle on the connection. The connection object lets go of its
+        socket when the server says `Connection: close`, so the handle is a duplicate of the socket's
+        descriptor, taken while the answer holds it open (a number looked up later could by then
+        name another connection)."""
+        self.response = response
+        with contextlib.suppress(OSError, ValueError):  # no descriptor: the answer is already read
+            fd = response.raw.fileno()
+            with self._lock:
+                self._socket = socket.socket(fileno=os.dup(fd))
+
+    def release(self) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+    def abort(self) -> None:
+        """Wake the call's thread if it is blocked reading the answer, so that it ends and closes its
+        connection instead of reading on after nobody waits for it. A shutdown wakes a read blocked in
+        another thread; closing would not (the file waits for that read first)."""
+        with self._lock:
+            if self._socket is not None:
+                with contextlib.suppress(OSError):  # already shut by the server
+                    self._socket.shutdown(socket.SHUT_RDWR)
+
+    def overdue(self, label: str) -> ProviderError:
+        if not self.sending:  # stuck resolving the host: nothing was sent, so nothing can be billed
+            return ProviderError(f"{label} could not be reached within {self.limit:g} s", permanent=False,
+                                 code="transport_error")
+        return _too_slow(label, self.limit, self.response)
+
+
+def _call(call: _Call, method, url, payload, headers, timeout, label, max_bytes) -> Answer:
+    connect_timeout, read_timeout = timeout
     try:
         target = outbound.check(url)
     except outbound.OutboundRefused as refused:
@@ -65,15 +176,34 @@ def _request(method: str, url: str, payload, *, headers: dict, timeout: tuple[fl
                             permanent=True, code="outbound_refused") from None
     try:
         with outbound.pinned(target), outbound.session() as session:
+            call.sending = True
             # An API never redirects; following one could carry the key's request somewhere else.
-            response = session.request(method, url, json=payload, headers=headers, timeout=timeout, stream=True,
+            response = session.request(method, url, json=payload, headers=headers, stream=True,
+                                       timeout=(connect_timeout, call.headers_timeout(read_timeout)),
                                        allow_redirects=False)
-            with response:
-                deadline = time.monotonic() + read_timeout
-                body = _read_bounded(response, deadline, max_bytes, label, read_timeout)
-                return Answer(response.status_code, response.headers, body)
+            call.answered(response)
+            try:
+                with response:
+                    body = _read_bounded(response, call, max_bytes, label)
+                    return Answer(response.status_code, response.headers, body)
+            finally:
+                call.release()
     except requests.RequestException as exc:
-        raise transport_error(exc, label, timeout) from exc
+        error = transport_error(exc, label, timeout)
+        if error.code == "timeout" and call.response is None and call.clamped:
+            # The read timeout that fired was the one cut short for the deadline: say which limit it was.
+            raise _too_slow(label, call.limit) from exc
+        raise error from exc
+
+
+def _too_slow(label: str, limit: float, response=None) -> ProviderError:
+    """The deadline passed, before the answer began (no `response`) or while it arrived. Never retried:
+    the provider had the request and may still finish (and bill) it."""
+    if response is None:
+        return ProviderError(f"{label} did not answer within {limit:g} s; {MAYBE_CHARGED}",
+                             permanent=True, maybe_charged=True, code="timeout")
+    return ProviderError(f"{label} did not finish its answer within {limit:g} s; {MAYBE_CHARGED}",
+                         permanent=True, maybe_charged=True, status=response.status_code, code="timeout")
 
 
 def warm_up() -> None:
@@ -85,20 +215,38 @@ def warm_up() -> None:
         session.merge_environment_settings(request.url, {}, None, None, None)
 
 
-def _read_bounded(response, deadline, max_bytes, label, read_timeout) -> bytes:
+def _read_bounded(response, call: _Call, max_bytes, label) -> bytes:
+    """The body, read as it arrives. iter_content would not do: its reads wait for a whole chunk, so
+    an answer trickling a byte a second would not be looked at again for hours. A read that waits
+    past the deadline is woken by the caller's abort()."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_big(label, max_bytes, response.status_code)
-    chunks, size = [], 0
-    for chunk in response.iter_content(_CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
+    body = bytearray()
+    while True:
+        if call.remaining() <= 0:
+            raise _too_slow(label, call.limit, response)
+        chunk = _read1(response)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > max_bytes:
             raise _too_big(label, max_bytes, response.status_code)
-        if time.monotonic() > deadline:
-            raise ProviderError(f"{label} did not finish its answer within {read_timeout:g} s; {MAYBE_CHARGED}",
-                                permanent=True, maybe_charged=True, status=response.status_code, code="timeout")
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+
+def _read1(response) -> bytes:
+    """What has arrived of the body (at most _CHUNK bytes, b"" at its end), urllib3's errors turned into
+    the ones requests' own iter_content raises, so transport_error names them the same way."""
+    try:
+        return response.raw.read1(_CHUNK, decode_content=True)
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
 
 
 def _too_big(label, max_bytes, status):

@@ -7,7 +7,8 @@ from typing import Any
 @dataclass(frozen=True)
 class Fault:
     """What to do to one call. Kinds any fake knows: ok | slow (waits `delay`) | timeout (waits 30 s) |
-    reset | cut_body | never_ending_body | huge_body | raw (status, body, content_type as given) |
+    reset | cut_body | never_ending_body | huge_body | trickle (the real answer, a byte every `interval`) |
+    raw (status, body, content_type as given) |
     non_image | truncated_image | invalid_base64 | expired_url (URL answers only: not FakeOpenAI's base64) |
     no_image | rate_limit | server_error | unauthorized | bad_request. OpenAI's: insufficient_quota |
     billing_hard_limit | moderation_blocked | model_not_found | permission_denied.
@@ -25,6 +26,8 @@ class Fault:
     size: int = 100 * 1024 * 1024  # huge_body: bytes sent
     chunked: bool = False  # huge_body: without a content-length
     image: str = "html"  # non_image: html | svg | pdf
+    interval: float = 1.0  # trickle: seconds between two bytes
+    trickle_headers: bool = False  # trickle: the status line and headers too, not only the body
 
     @classmethod
     def of(cls, value) -> "Fault":

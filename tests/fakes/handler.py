@@ -56,12 +56,30 @@ class Handler(BaseHTTPRequestHandler):
             headers["retry-after"] = fault.retry_after
         if fault and fault.retry_after_ms is not None:
             headers["retry-after-ms"] = fault.retry_after_ms
+        if fault and fault.kind == "trickle":
+            return self.trickle(reply.status, {"Content-Type": reply.content_type, **headers}, body, fault)
         self.send_response(reply.status)
         for name, value in {"Content-Type": reply.content_type, "Content-Length": str(len(body)),
                             "Connection": "close", **headers}.items():
             self.send_header(name, value)
         self.end_headers()
         self._write(body)
+
+    def trickle(self, status: int, headers: dict, body: bytes, fault: Fault):
+        """A whole, valid answer sent one byte every `fault.interval` s — after the status line and
+        headers, or from the status line on (`fault.trickle_headers`) — until the client hangs up or the
+        server stops. Every read the client makes gets a byte in time, so only a deadline ends it."""
+        lines = [f"{self.protocol_version} {status} {self.responses[status][0]}",
+                 *(f"{name}: {value}" for name, value in {**headers, "Content-Length": str(len(body)),
+                                                           "Connection": "close"}.items())]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if not fault.trickle_headers:
+            self._write(head)
+        data = head + body if fault.trickle_headers else body
+        for index in range(len(data)):
+            if not self._write(data[index:index + 1]) or self.fake.stopping.wait(fault.interval):
+                break
+        self.close_connection = True
 
     def _write(self, data: bytes) -> bool:
         try:
