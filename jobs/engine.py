@@ -174,10 +174,7 @@ class AIEngine:
         job_ids = []
         for item_id, job_id in item_job_ids(task).items():
             # One at a time: RQ does not apply a RateLimit to jobs enqueued in a batch.
-            queue.enqueue(
-                "jobs.tasks.run_ai_item", self.task_id, item_id, job_id=job_id, rate_limit=limit,
-                job_timeout=ITEM_TIMEOUT, result_ttl=RESULT_TTL, on_failure=ON_FAILURE,
-                description=f"{self.fn.get_name()}: item {item_id} of task {self.task_id}")
+            enqueue_item(queue, self.task_id, item_id, job_id, limit)
             job_ids.append(job_id)
             if len(job_ids) == 1:
                 # The first call is on its way: the rest of the fan-out yields the cores to it.
@@ -366,6 +363,13 @@ class AIEngine:
         if job is not None:
             return job.connection
         return self.queue.connection if self.queue is not None else None
+
+
+def enqueue_item(queue: Queue, task_id: str, item_id, job_id: str, limit) -> None:
+    """An item's job (the fan-out, or a recovery after Redis lost it), under its key's RateLimit."""
+    queue.enqueue("jobs.tasks.run_ai_item", task_id, item_id, job_id=job_id, rate_limit=limit,
+                  job_timeout=ITEM_TIMEOUT, result_ttl=RESULT_TTL, on_failure=ON_FAILURE,
+                  description=f"item {item_id} of task {task_id}")
 
 
 def enqueue_save(queue: Queue, task_id: str, item_id) -> None:

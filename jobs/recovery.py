@@ -23,11 +23,10 @@ from rq.job import Dependency, Job, JobStatus
 from rq.registry import clean_registries
 
 from jobs.engine import (
-    ITEM_TIMEOUT,
-    ON_FAILURE,
     PARENT_TIMEOUT,
     RESULT_TTL,
     done_job_id,
+    enqueue_item,
     enqueue_save,
     item_job_ids,
     save_job_id,
@@ -120,14 +119,17 @@ def sweep_once(queue: Queue, *, now: dt.datetime | None = None) -> dict:
     unfinished = (Images.select().where(Images.status.in_(["queued", "generating"])
                                         & Images.task_id.is_null(False) & (Images.updated_at < now - GRACE)))
     lost: dict = {}
+    tasks: dict = {}  # one read per task, however many of its images are unfinished
     for image in unfinished:
-        task = AITaskLog.get_or_none(AITaskLog.task_id == image.task_id)
+        if image.task_id not in tasks:
+            tasks[image.task_id] = AITaskLog.get_or_none(AITaskLog.task_id == image.task_id)
+        task = tasks[image.task_id]
         if task is None:
             Images.fail(image.account_id, image.id, image.task_id,
                         "Interrupted: its task record is missing. Retry it.")
             counts["failed"] += 1
             continue
-        item_job = item_job_ids(task).get(image.id)
+        item_job = item_job_ids(task).get(image.id)  # no query: from the task's item ids
         jobs = (image.task_id, item_job, save_job_id(image.task_id, image.id))  # parent, call, save
         statuses = [_status(queue, job_id) for job_id in jobs]
         if any(status in ALIVE for status in statuses):
@@ -151,18 +153,17 @@ def _enqueue_again(queue, task: AITaskLog, images: list, counts: dict) -> int:
 
     engine = engine_for(task.task_id)
     job_ids = item_job_ids(task)
-    again = []
+    again, limit = [], None
     for image in images:
         if image.attempts >= MAX_ATTEMPTS:
             Images.fail(image.account_id, image.id, task.task_id,
                         f"Gave up after {image.attempts} attempts: the job kept being lost.")
             counts["failed"] += 1
             continue
-        limits = engine.fn.prepare({**task.payload, "ids": [image.id]}, task.account_id).limits
-        queue.enqueue("jobs.tasks.run_ai_item", task.task_id, image.id, job_id=job_ids[image.id],
-                      rate_limit=rate_limit(queue.connection, limits) if limits is not None else None,
-                      job_timeout=ITEM_TIMEOUT, result_ttl=RESULT_TTL, on_failure=ON_FAILURE,
-                      description=f"recovered: item {image.id} of task {task.task_id}")
+        if limit is None:  # the key's settings, read (and its key decrypted) once for the task
+            limits = engine.fn.prepare({**task.payload, "ids": []}, task.account_id).limits
+            limit = rate_limit(queue.connection, limits) if limits is not None else False
+        enqueue_item(queue, task.task_id, image.id, job_ids[image.id], limit or None)
         again.append(job_ids[image.id])
     if again and _status(queue, done_job_id(task.task_id)) is None:
         queue.enqueue("jobs.tasks.finish_ai_task", task.task_id, job_id=done_job_id(task.task_id),
