@@ -29,6 +29,9 @@ db = DatabaseProxy()
 IMAGE_TYPES = ("featured", "in_article", "desktop", "mobile")
 IMAGE_STATUSES = ("pending", "queued", "generating", "generated", "failed")
 TERMINAL_STATUSES = ("generated", "failed")
+# How one attempt at an image ended: stored, failed, canceled before its call, or cut short by a worker
+# that died (its image then ran again as a new attempt).
+ATTEMPT_OUTCOMES = ("generated", "failed", "canceled", "interrupted")
 PROMPT_TYPES = ("image_prompt_template", "negative_prompt")
 # staff: articles, prompts, generate; manager: also the account's settings (provider, key, base URL).
 ROLES = ("staff", "manager")
@@ -167,6 +170,10 @@ class Images(BaseModel):
     #                      │                 │   (answered: cost, request id and answer_key recorded
     #                      └──────fail───────┴─▶ failed        on the row before anything else)
     #   failed, and with regenerate generated, ─claim─▶ queued (a new task: its charges start afresh)
+    #   queued, or generating before its call ─release_unstarted─▶ pending (its task was canceled)
+    #
+    # Each begin opens an ImageAttempt, which records the call's estimate, the charge and the end: the
+    # ledger that budgets and usage read.
     #
     # Every write below names the account and the task that holds the image, so a job of an older task
     # (or a forged one naming another account's image) can never change it.
@@ -197,24 +204,39 @@ class Images(BaseModel):
 
     @classmethod
     def begin(cls, account_id, image_id, task_id: str) -> bool:
-        """queued → generating (a retry of a failed or interrupted one too); False when the image is done
-        or another task holds it, so a requeued job makes no call."""
+        """queued → generating (a retry of a failed or interrupted one too), opening a new attempt; False
+        when the image is done or another task holds it, so a requeued job makes no call."""
         now = utcnow()
-        return (cls.update(status="generating", attempts=cls.attempts + 1, generation_started_at=now, error=None,
-                           answer_key=None, provider_url=None, updated_at=now)
-                .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
-                       & cls.status.in_(["queued", "failed", "generating"]))
-                .execute()) == 1
+        with db.atomic():
+            began = (cls.update(status="generating", attempts=cls.attempts + 1, generation_started_at=now, error=None,
+                                answer_key=None, provider_url=None, updated_at=now)
+                     .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
+                            & cls.status.in_(["queued", "failed", "generating"]))
+                     .execute()) == 1
+            if began:
+                ImageAttempt.open(account_id, image_id, task_id, now)
+        return began
+
+    @classmethod
+    def calling(cls, account_id, image_id, task_id: str, *, provider, model, estimate) -> None:
+        """Its provider call starts now, estimated at `estimate` (what the budget holds for it until the
+        provider says what it charged)."""
+        ImageAttempt.update_latest(image_id, task_id, provider=provider, model=model, estimate=estimate,
+                                   called_at=utcnow())
 
     @classmethod
     def answered(cls, account_id, image_id, task_id: str, *, cost, request_id, provider_url=None) -> None:
         """The provider answered, so it has billed: what it cost, its request id and where the answer
-        waits. A re-run of the image adds its own charge."""
-        (cls.update(cost=fn.COALESCE(cls.cost, 0) + cost if cost is not None else cls.cost,
-                    provider_request_id=request_id, charge_uncertain=False, provider_url=provider_url,
-                    updated_at=utcnow())
-         .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id))
-         .execute())
+        waits. A re-run of the image adds its own charge; the attempt keeps its own."""
+        now = utcnow()
+        with db.atomic():
+            (cls.update(cost=fn.COALESCE(cls.cost, 0) + cost if cost is not None else cls.cost,
+                        provider_request_id=request_id, charge_uncertain=False, provider_url=provider_url,
+                        updated_at=now)
+             .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id))
+             .execute())
+            ImageAttempt.update_latest(image_id, task_id, cost=cost if cost is not None else 0, request_id=request_id,
+                                       charged_at=now)
 
     @classmethod
     def answer_staged(cls, account_id, image_id, task_id: str, key: str) -> None:
@@ -224,10 +246,14 @@ class Images(BaseModel):
     @classmethod
     def stored(cls, account_id, image_id, task_id: str, **fields) -> bool:
         """generating (or failed after its answer arrived) → generated, with the stored file's fields."""
-        return (cls.update(status="generated", error=None, answer_key=None, updated_at=utcnow(), **fields)
-                .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
-                       & cls.status.in_(["generating", "failed"]))
-                .execute()) == 1
+        with db.atomic():
+            done = (cls.update(status="generated", error=None, answer_key=None, updated_at=utcnow(), **fields)
+                    .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
+                           & cls.status.in_(["generating", "failed"]))
+                    .execute()) == 1
+            if done:
+                ImageAttempt.update_latest(image_id, task_id, outcome="generated", error=None, ended_at=utcnow())
+        return done
 
     @classmethod
     def fail(cls, account_id, image_id, task_id: str, reason: str, *, request_id=None, charge_uncertain=False) -> bool:
@@ -236,10 +262,85 @@ class Images(BaseModel):
         details = {"provider_request_id": request_id} if request_id else {}
         if charge_uncertain:
             details["charge_uncertain"] = True
-        return (cls.update(status="failed", error=reason[:2000], updated_at=utcnow(), **details)
-                .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
-                       & cls.status.in_(["queued", "generating"]))
-                .execute()) == 1
+        with db.atomic():
+            failed = (cls.update(status="failed", error=reason[:2000], updated_at=utcnow(), **details)
+                      .where((cls.account == account_id) & (cls.id == image_id) & (cls.task_id == task_id)
+                             & cls.status.in_(["queued", "generating"]))
+                      .execute()) == 1
+            if failed:
+                ImageAttempt.close(account_id, image_id, task_id, "failed", reason[:2000])
+        return failed
+
+    @classmethod
+    def release_unstarted(cls, account_id, task_id: str, ids=None) -> list[int]:
+        """A canceled task lets go of its images whose provider call has not started: queued, or generating
+        with no call made yet → pending again, "canceled" in their attempts (not an error). The ids let go."""
+        called = (ImageAttempt.select(ImageAttempt.image_id)
+                  .where((ImageAttempt.task_id == task_id) & ImageAttempt.outcome.is_null()
+                         & ImageAttempt.called_at.is_null(False)))
+        scope = (cls.account == account_id) & (cls.task_id == task_id)
+        if ids is not None:
+            scope &= cls.id.in_(list(ids))
+        unstarted = scope & ((cls.status == "queued") | ((cls.status == "generating") & cls.id.not_in(called)))
+        with db.atomic():
+            released = [row.id for row in cls.select(cls.id).where(unstarted)]
+            if released:
+                (cls.update(status="pending", answer_key=None, updated_at=utcnow())
+                 .where(scope & cls.id.in_(released) & cls.status.in_(["queued", "generating"])).execute())
+                for image_id in released:
+                    ImageAttempt.close(account_id, image_id, task_id, "canceled", None)
+        return released
+
+
+class ImageAttempt(BaseModel):
+    """One try at one image in one task: when it started, what its call was estimated at and what the
+    provider charged, and how it ended. The spend ledger (budgets, usage) and a run's per-image history:
+    it outlives the image's own row, which a regeneration resets, and RQ's results, which expire."""
+
+    account = ForeignKeyField(Account, backref="image_attempts", on_delete="CASCADE")
+    task_id = CharField(max_length=64)
+    image_id = IntegerField()  # not a foreign key: spend stays recorded when an image is deleted
+    provider = CharField(max_length=40, null=True)
+    model = CharField(max_length=100, null=True)
+    estimate = DecimalField(max_digits=12, decimal_places=6, null=True, auto_round=True)
+    cost = DecimalField(max_digits=12, decimal_places=6, null=True, auto_round=True)
+    request_id = CharField(max_length=200, null=True)
+    outcome = CharField(max_length=20, null=True, choices=[(o, o) for o in ATTEMPT_OUTCOMES])
+    error = TextField(null=True)
+    started_at = DateTimeField(default=utcnow)
+    called_at = DateTimeField(null=True)
+    charged_at = DateTimeField(null=True)
+    ended_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("account", "charged_at"), False),  # spend this month, usage
+            (("account", "outcome"), False),  # calls in flight (budgets)
+            (("task_id", "image_id"), False),  # a run's images
+        )
+
+    @classmethod
+    def open(cls, account_id, image_id, task_id: str, now) -> None:
+        # An attempt still open belonged to a job that died before it could end it.
+        (cls.update(outcome="interrupted", ended_at=now)
+         .where((cls.task_id == task_id) & (cls.image_id == image_id) & cls.outcome.is_null()).execute())
+        cls.create(account=account_id, task_id=task_id, image_id=image_id, started_at=now)
+
+    @classmethod
+    def update_latest(cls, image_id, task_id: str, **fields) -> int:
+        latest = (cls.select(fn.MAX(cls.id)).where((cls.task_id == task_id) & (cls.image_id == image_id)))
+        return cls.update(**fields).where(cls.id == latest).execute()
+
+    @classmethod
+    def close(cls, account_id, image_id, task_id: str, outcome: str, error) -> None:
+        """End the open attempt; an image that ends before any attempt began (failed or canceled while
+        queued) gets one, so every end is recorded."""
+        now = utcnow()
+        closed = (cls.update(outcome=outcome, error=error, ended_at=now)
+                  .where((cls.task_id == task_id) & (cls.image_id == image_id) & cls.outcome.is_null()).execute())
+        if not closed:
+            cls.create(account=account_id, task_id=task_id, image_id=image_id, outcome=outcome, error=error,
+                       started_at=now, ended_at=now)
 
 
 class ImageBlob(BaseModel):
@@ -302,8 +403,12 @@ class AITaskLog(BaseModel):
     totals = JSONField(default=dict)
     cost = DecimalField(max_digits=12, decimal_places=6, default=0, auto_round=True)
     error = TextField(null=True)
+    created_by = ForeignKeyField(User, null=True, on_delete="SET NULL")  # None: started from the CLI
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
+    # Set by a cancel: no new provider call starts for the task; it is `canceled` once its calls in
+    # flight have ended.
+    canceled_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)
 
     class Meta:
@@ -316,6 +421,7 @@ ALL_MODELS = [
     ApiToken,
     Content,
     Images,
+    ImageAttempt,
     ImageBlob,
     IntegrationSettings,
     ModelNotice,

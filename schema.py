@@ -7,7 +7,7 @@ changes nothing. A new schema change is one more function appended to MIGRATIONS
 from peewee import DateTimeField, IntegerField, Model, fn
 from playhouse.migrate import migrate
 
-from models import ALL_MODELS, ApiToken, Images, ModelNotice, User, db, utcnow
+from models import ALL_MODELS, AITaskLog, ApiToken, ImageAttempt, Images, ModelNotice, User, db, utcnow
 
 
 class SchemaVersion(Model):
@@ -51,12 +51,33 @@ def _answer_keys(migrator):
         migrate(migrator.add_column(Images._meta.table_name, "answer_key", Images.answer_key))
 
 
+def _attempts_and_cancel(migrator):
+    columns = {c.name for c in db.get_columns(AITaskLog._meta.table_name)}
+    migrate(*[migrator.add_column(AITaskLog._meta.table_name, field.column_name, field)
+              for field in (AITaskLog.created_by, AITaskLog.canceled_at) if field.column_name not in columns])
+    if ImageAttempt.table_exists():
+        return
+    db.create_tables([ImageAttempt])
+    # What was spent before the ledger existed: one attempt per image that holds a charge, so this
+    # month's spend and the budgets count it.
+    charged = Images.select().where(Images.cost.is_null(False) & Images.task_id.is_null(False))
+    for image in charged.iterator():
+        ImageAttempt.create(
+            account=image.account_id, task_id=image.task_id, image_id=image.id, provider=image.provider,
+            model=image.model, cost=image.cost, request_id=image.provider_request_id,
+            outcome=image.status if image.status in ("generated", "failed") else None,
+            error=image.error, started_at=image.generation_started_at or image.updated_at,
+            called_at=image.generation_started_at, charged_at=image.updated_at,
+            ended_at=image.updated_at if image.status in ("generated", "failed") else None)
+
+
 # (version, description, function taking a playhouse.migrate migrator)
 MIGRATIONS = [
     (1, "initial schema", _initial),
     (2, "provider request ids, uncertain charges and announced model shutdowns", _request_ids_and_model_notices),
     (3, "user roles (staff, manager), session versions and token expiry", _roles),
     (4, "where a provider's answer waits between its call and its save", _answer_keys),
+    (5, "image attempts (the spend ledger), who started a task and its cancel", _attempts_and_cancel),
 ]
 
 

@@ -8,6 +8,7 @@ answer and where to save it — and the words shown to staff at each phase.
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from jobs.limits import Limits
@@ -20,6 +21,7 @@ class AICall:
 
     method: str
     kwargs: dict = field(default_factory=dict)
+    estimate: Decimal | None = None  # USD, what the budget holds for the call until its charge is known
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Prepared:
     limits: Limits | None = None
     task_id: str = ""
     item: Any = None
+    monthly_budget: Decimal | None = None  # USD; no call may take the month's spend past it
 
     def for_item(self, item) -> "Prepared":
         return replace(self, item=item)
@@ -117,4 +120,10 @@ class BaseAIFunction(ABC):
     # Messages shown while the task runs; the engine never phrases them itself.
     def progress_message(self, phase: str, *, index: int = 0, total: int = 0, done: int = 0,
                          failed: int = 0) -> str:
+        """The sentence for `phase`: the metadata's label, or for a cancel (CANCELING while calls in
+        flight end, CANCELED after; `total` counts the items not started) a plain one."""
+        if phase == "CANCELING":
+            return "Canceling: the calls in flight finish, no new one starts"
+        if phase == "CANCELED":
+            return "Canceled"
         return self.get_metadata()["phases"].get(phase, phase)

@@ -29,7 +29,7 @@ from rq.job import Dependency
 from rq.rate_limit import RateLimitRegistry
 from rq.timeouts import JobTimeoutException
 
-from jobs import runtime
+from jobs import budget, runtime
 from jobs.ai_core import AICore
 from jobs.errors import AIFunctionError
 from jobs.limits import KeyLimiter, rate_limit
@@ -109,8 +109,11 @@ class AIEngine:
 
     # --- the request: validate, claim, log, enqueue -----------------------------------------------
 
-    def start(self, payload: dict) -> dict:
+    def start(self, payload: dict, *, created_by=None) -> dict:
+        """Validate, claim, log and enqueue; with `dry_run`, only validate and answer the estimate."""
         validated = self.fn.validate(payload, self.account_id)
+        if payload.get("dry_run"):
+            return {"dry_run": True, **validated.get("estimate", {})}
         if validated.get("limits") is not None and self.queue is not None:
             # A person asking again is the retry a key without credit waits for ("add credit, then retry").
             KeyLimiter(self.queue.connection, validated["limits"]).unblock()
@@ -120,7 +123,7 @@ class AIEngine:
             AITaskLog.create(
                 task_id=self.task_id, account=self.account_id, function_name=self.fn.get_name(),
                 state="queued", phase="INIT", message=self.fn.progress_message("INIT"),
-                payload=payload, item_ids=items,
+                payload=payload, item_ids=items, created_by=created_by,
                 totals={"total": len(items), "skipped": len(validated.get("skipped", []))},
                 step_logs=[self._step("INIT", self.fn.progress_message("INIT"))],
             )
@@ -153,11 +156,14 @@ class AIEngine:
                          started_at=utcnow(), finished_at=utcnow())
             raise
         prep_message = self.fn.progress_message("PREP", total=len(data.items))
+        task = AITaskLog.get(AITaskLog.task_id == self.task_id)
+        if task.canceled_at is not None:  # canceled while it waited: its items are pending again
+            return self.finish()
         self._update(state="running", started_at=utcnow(), phase="PREP", message=prep_message,
                      step=("PREP", prep_message))
         if not self.fn.requires_multiple_ai_calls:
             return self._run_single(data)
-        job_ids = self._enqueue_items(self.task or AITaskLog.get(AITaskLog.task_id == self.task_id), data)
+        job_ids = self._enqueue_items(task, data)
         # The finisher: DONE once every item job has ended, whatever each one's outcome.
         self._queue().enqueue(
             "jobs.tasks.finish_ai_task", self.task_id, job_id=done_job_id(self.task_id),
@@ -213,6 +219,12 @@ class AIEngine:
         try:
             data = self._prepare_item(item_id)
             call = self.fn.build_prompt(data, self.account_id)
+            if not budget.admit_call(self._redis(), self.account_id, item_id, self.task_id,
+                                     provider=call.kwargs.get("provider"), model=call.kwargs.get("model"),
+                                     estimate=call.estimate, monthly_limit=data.monthly_budget):
+                # The task was canceled before this call started: the item is pending again, no call made.
+                self.finish_if_last()
+                return {"success": True, "skipped": True, "canceled": True}
             ai_core = AICore(data.credentials, redis=self._redis(), limits=data.limits, on_call_start=lambda: (
                 self._write_meta({"phase": "AI_CALL", "call_started_at": time.time()})))
             self._write_meta({"phase": "PREP",
@@ -297,7 +309,12 @@ class AIEngine:
         commits its own outcome first, so whichever ends last sees them all). Until then, the totals so
         far."""
         summary = self.summary()
-        if summary["unfinished"] == 0:
+        if summary["unfinished"] == 0 and summary["canceled"]:
+            message = self.fn.progress_message("CANCELED", done=summary["generated"], failed=summary["failed"],
+                                               total=summary["not_started"])
+            self._update(state="canceled", phase="DONE", message=message, totals=summary["totals"],
+                         cost=summary["cost"], finished_at=utcnow(), step=("DONE", message))
+        elif summary["unfinished"] == 0:
             message = self.fn.progress_message("DONE", done=summary["generated"], failed=summary["failed"])
             self._update(state="done", phase="DONE", message=message, totals=summary["totals"],
                          cost=summary["cost"], finished_at=utcnow(), step=("DONE", message))
@@ -312,17 +329,19 @@ class AIEngine:
             self.finish()
 
     def summary(self) -> dict:
-        states = self.fn.item_states(self.fn.item_ids_for(self.task_id, self.account_id), self.account_id)
+        task = AITaskLog.get(AITaskLog.task_id == self.task_id)
+        states = self.fn.item_states(list(task.item_ids or []), self.account_id)
         generated = sum(s["status"] == "generated" for s in states)
         failed = sum(s["status"] == "failed" for s in states)
+        canceled = task.canceled_at is not None
+        not_started = sum(not_started_after_cancel(s, self.task_id) for s in states) if canceled else 0
         # What the provider charged, including images it answered that then failed (damaged bytes,
         # a storage error): that money is spent either way.
         cost = sum((s["cost"] for s in states if s["cost"] is not None), 0)
-        task = AITaskLog.get(AITaskLog.task_id == self.task_id)
-        totals = {"total": len(states), "generated": generated, "failed": failed,
+        totals = {"total": len(states), "generated": generated, "failed": failed, "not_started": not_started,
                   "skipped": int((task.totals or {}).get("skipped", 0)), "cost": _money(cost)}
-        return {"generated": generated, "failed": failed, "unfinished": len(states) - generated - failed,
-                "cost": cost, "totals": totals}
+        return {"generated": generated, "failed": failed, "not_started": not_started, "canceled": canceled,
+                "unfinished": len(states) - generated - failed - not_started, "cost": cost, "totals": totals}
 
     # --- bookkeeping -----------------------------------------------------------------------------
 
@@ -363,6 +382,14 @@ class AIEngine:
         if job is not None:
             return job.connection
         return self.queue.connection if self.queue is not None else None
+
+
+def not_started_after_cancel(state: dict, task_id: str) -> bool:
+    """An item of a canceled task that will not be made by it: let go (pending), or taken by a newer task.
+    Only its own calls in flight still end."""
+    if state["status"] in ("generated", "failed"):
+        return False
+    return not (state.get("task_id") == task_id and state["status"] == "generating")
 
 
 def enqueue_item(queue: Queue, task_id: str, item_id, job_id: str, limit) -> None:

@@ -19,3 +19,9 @@ class ValidationError(AIFunctionError):
 
 class NotFound(AIFunctionError):
     kind = "NotFound"
+
+
+class Conflict(ValidationError):
+    """The request fits, but not the object's state now (an image being generated, a task that ended)."""
+
+    kind = "Conflict"

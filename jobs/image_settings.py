@@ -46,6 +46,9 @@ DEFAULTS = {
     # to the provider's answers) and calls per minute (None = no limit known).
     "max_concurrent_calls": 1,
     "calls_per_minute": None,
+    # USD; None: no cap. Monthly counts what providers charged this month (UTC), per run the estimate.
+    "monthly_budget": None,
+    "run_budget": None,
 }
 
 
@@ -75,6 +78,15 @@ class ImageSettings:
     mobile_enabled: bool
     limits: Limits
     credentials: Credentials
+    monthly_budget: Decimal | None = None
+    run_budget: Decimal | None = None
+
+    def estimate(self, placement: str) -> Decimal | None:
+        """One image's price before its call, at this placement's size and the chosen quality."""
+        if self.price_per_image is not None:
+            return self.price_per_image
+        width, height = self.sizes[placement]
+        return self.spec.estimate(width, height, self.quality)
 
 
 def settings_row(account_id) -> IntegrationSettings | None:
@@ -173,7 +185,12 @@ def load(account_id, *, announced: bool = True) -> ImageSettings:
         limits=Limits(key=f"{account_id}:{config['provider']}", max_concurrent=config["max_concurrent_calls"],
                       per_minute=config["calls_per_minute"]),
         credentials=Credentials(api_key=api_key, base_url=config["base_url"] or None),
+        monthly_budget=_decimal(config["monthly_budget"]), run_budget=_decimal(config["run_budget"]),
     )
+
+
+def _decimal(value) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 def _choice(data, errors, name, choices):
@@ -249,6 +266,8 @@ def validate(data: dict, current: dict, account_id=None) -> tuple[dict, dict]:
         merged["background"] = _background(merged, sent, errors, spec)
         merged["sizes"] = _sizes(merged, sent, errors, spec, current)
     merged["price_per_image"] = _price(merged, errors, provider)
+    for name in ("monthly_budget", "run_budget"):
+        merged[name] = _budget(merged, errors, name)
     base_url = merged["base_url"].strip(" ") if isinstance(merged["base_url"], str) else None
     if base_url is None:
         errors["base_url"] = "A text value."
@@ -348,6 +367,20 @@ def _price(merged, errors, provider):
         errors["price_per_image"] = "A price in USD from 0 to 10, such as 0.01."
         return value
     return str(price)
+
+
+def _budget(merged, errors, name):
+    value = merged[name]
+    if value in (None, ""):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        amount = None
+    if isinstance(value, bool) or amount is None or not amount.is_finite() or not 0 <= amount <= 1_000_000:
+        errors[name] = "An amount in USD from 0 to 1000000, such as 25, or blank for no cap."
+        return value
+    return float(amount)  # JSON has no decimals; a float holds any cap typed to the cent exactly enough
 
 
 def save(account_id, data: dict) -> tuple[dict, dict]:

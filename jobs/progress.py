@@ -8,7 +8,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from jobs import latency
-from jobs.engine import item_job_ids
+from jobs.engine import item_job_ids, not_started_after_cancel
 from jobs.registry import get_function
 from models import AITaskLog
 
@@ -25,14 +25,23 @@ def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
     fn = get_function(task.function_name)
     states = fn.item_states(list(task.item_ids or []), account_id)
     metas = _item_metas(redis, task)
-    images = [_image_row(state, metas.get(state["id"]), task_id) for state in states]
+    canceled = task.canceled_at is not None
+    images = [_image_row(state, metas.get(state["id"]), task_id, canceled) for state in states]
 
     generated = sum(i["status"] == "generated" for i in images)
     failed = sum(i["status"] == "failed" for i in images)
+    not_started = sum(not_started_after_cancel(s, task_id) for s in states) if canceled else 0
     # A single-call function has no items: its task's own state says when it has ended.
-    finished = bool(images) and generated + failed == len(images) and task.state != "queued"
+    finished = (bool(images) and generated + failed == len(images) and task.state != "queued"
+                and not canceled)
     state = task.state if task.state in ("failed", "canceled") else ("done" if finished else task.state)
-    if state == "done":
+    if state == "canceled":
+        phase, percent, message = "DONE", 100, task.message
+    elif canceled:
+        in_flight = len(images) - generated - failed - not_started
+        phase, percent = "AI_CALL", min(98, int(100 * (generated + failed + not_started) / max(1, len(images))))
+        message = fn.progress_message("CANCELING", index=in_flight, total=not_started)
+    elif state == "done":
         phase, percent = "DONE", 100
         message = fn.progress_message("DONE", done=generated, failed=failed) if images else task.message
     elif task.phase in ("INIT", "PREP") or not images:  # before the fan-out, or a single call
@@ -53,8 +62,9 @@ def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
         "percent": percent,
         "message": message,
         "images": images,
-        "totals": {"total": len(images), "generated": generated, "failed": failed,
+        "totals": {"total": len(images), "generated": generated, "failed": failed, "not_started": not_started,
                    "skipped": int((task.totals or {}).get("skipped", 0)), "cost": round(cost, 6)},
+        "canceling": canceled and state != "canceled",
         "error": task.error,
         "steps": fn.get_metadata().get("steps", []),
     }
@@ -75,9 +85,11 @@ def _current_step(fn, images) -> tuple[str, str]:
     return "AI_CALL", fn.progress_message("AI_CALL", index=waiting, total=total)
 
 
-def _image_row(state: dict, meta: dict | None, task_id: str) -> dict:
+def _image_row(state: dict, meta: dict | None, task_id: str, canceled: bool) -> dict:
     status = state["status"]
-    if state.get("task_id") != task_id and status in ("queued", "generating"):
+    if canceled and not_started_after_cancel(state, task_id):
+        status = "pending"  # let go by the cancel; a newer task may have taken it since
+    elif state.get("task_id") != task_id and status in ("queued", "generating"):
         status = "queued"  # a newer task took the image; this task's view does not follow it
     meta = meta or {}
     phase = meta.get("phase") if status == "generating" else None

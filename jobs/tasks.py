@@ -10,11 +10,12 @@ from jobs.runtime import ensure_database
 from models import AITaskLog, db
 
 
-def start_task(function_name: str, payload: dict, account_id: int, *, queue=None) -> dict:
-    """Validate, claim, log and enqueue; return {'task_id', 'items', 'skipped'}.
-    Raises ValidationError / NotFound / AIFunctionError with a sentence for the caller."""
+def start_task(function_name: str, payload: dict, account_id: int, *, queue=None, created_by=None) -> dict:
+    """Validate, claim, log and enqueue; return {'task_id', 'items', 'skipped'} (with `dry_run`, the
+    estimate instead, and nothing queued). Raises ValidationError / NotFound / AIFunctionError with a
+    sentence for the caller."""
     engine = AIEngine(get_function(function_name), new_task_id(), account_id, queue=queue or get_queue())
-    return engine.start(payload)
+    return engine.start(payload, created_by=created_by)
 
 
 def engine_for(task_id: str) -> AIEngine:

@@ -51,7 +51,8 @@ def test_three_prompts_end_as_three_stored_images_in_the_accounts_format(api, re
 
     assert final["state"] == "done" and final["phase"] == "DONE" and final["percent"] == 100
     assert final["message"] == "3 images generated successfully"
-    assert final["totals"] == {"total": 3, "generated": 3, "failed": 0, "skipped": 0, "cost": 0}
+    assert final["totals"] == {"total": 3, "generated": 3, "failed": 0, "not_started": 0, "skipped": 0,
+                               "cost": 0}
     assert [i["id"] for i in final["images"]] == ids  # featured first, then by position
     assert all(set(view["images"][0]) >= {"id", "status", "progress", "image_url", "error", "cost"} for view in seen)
 

@@ -9,8 +9,7 @@ flash and a redirect.
 from flask import Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from jobs.errors import AIFunctionError, NotFound, ValidationError
-from webapp.writer import InProgress
+from jobs.errors import AIFunctionError, Conflict, NotFound, ValidationError
 
 # Sentences for the statuses a page can answer with when the view gave none of its own.
 DEFAULT_MESSAGES = {
@@ -42,7 +41,7 @@ def message(text: str, status: int = 200, category: str = "error") -> Response:
 def status_for(exc: AIFunctionError) -> int:
     if isinstance(exc, NotFound):
         return 404
-    if isinstance(exc, InProgress):
+    if isinstance(exc, Conflict):
         return 409
     if isinstance(exc, ValidationError):
         return 400

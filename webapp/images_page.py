@@ -73,7 +73,7 @@ def generate():
         return _refuse(NO_PENDING if content_ids or "ids" in request.form else "Select at least one article first.")
     regenerate = request.form.get("regenerate") in ("1", "true", "on")
     try:
-        started = start_task(FUNCTION, {"ids": ids, "regenerate": regenerate}, g.account_id)
+        started = start_task(FUNCTION, {"ids": ids, "regenerate": regenerate}, g.account_id, created_by=g.user.id)
     except NotFound:
         raise
     except AIFunctionError as exc:

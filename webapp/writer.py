@@ -1,6 +1,6 @@
 """Content and image prompts: the one place the API and the pages create and edit them."""
 
-from jobs.errors import NotFound, ValidationError
+from jobs.errors import Conflict, NotFound, ValidationError
 from models import IMAGE_TYPES, Content, Images, db, utcnow
 
 MAX_TITLE = 500
@@ -76,9 +76,6 @@ def update_prompt(account_id: int, image_id: int, prompt) -> Images:
     updated = (Images.update(prompt=prompt, updated_at=utcnow())
                .where((Images.id == image.id) & Images.status.not_in(["queued", "generating"])).execute())
     if not updated:
-        raise InProgress("The image is being generated; edit its prompt when it has finished.")
+        raise Conflict("The image is being generated; edit its prompt when it has finished.")
     return get_image(account_id, image_id)
 
-
-class InProgress(ValidationError):
-    kind = "Conflict"

@@ -2,9 +2,10 @@
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
 from config import load_config
-from jobs import image_settings
+from jobs import budget, image_settings
 from jobs.base import AICall, BaseAIFunction, Prepared
 from jobs.errors import AIFunctionError, NotFound, ValidationError
 from jobs.image_settings import ImageSettings
@@ -78,15 +79,23 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
             if failed:
                 return f"{_plural(done)} generated, {failed} failed"
             return f"{_plural(done)} generated successfully"
+        if phase == "CANCELING":
+            return (f"Canceling: {_plural(index)} in flight will finish and be stored (the provider bills a "
+                    f"call once it has started), {total} not started")
+        if phase == "CANCELED":
+            return f"Canceled: {_plural(done)} generated, " + (f"{failed} failed, " if failed else "") + \
+                f"{total} not started"
         return super().progress_message(phase)
 
     # --- before anything is queued -------------------------------------------------------------
 
     def validate(self, payload: dict, account_id: int) -> dict:
         ids = _clean_ids(payload.get("ids") if isinstance(payload, dict) else None)
-        regenerate = payload.get("regenerate", False)
+        regenerate, dry_run = payload.get("regenerate", False), payload.get("dry_run", False)
         if not isinstance(regenerate, bool):
             raise ValidationError("'regenerate' must be true or false.")
+        if not isinstance(dry_run, bool):
+            raise ValidationError("'dry_run' must be true or false.")
         # No settings, a bad provider or a retired model → a 400 that says which, nothing queued.
         settings = image_settings.load(account_id)
         images = {i.id: i for i in Images.for_account(account_id).where(Images.id.in_(ids))}
@@ -105,7 +114,16 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
         if not run:
             reasons = "; ".join(f"image {s['id']}: {s['reason']}" for s in skipped)
             raise ValidationError(f"Nothing to generate ({reasons}).")
-        return {"ids": run, "skipped": skipped, "regenerate": regenerate, "limits": settings.limits}
+        # What the provider's published prices say these calls will cost; a model without a price
+        # (an AIR id typed in) counts as 0 and is named in `unpriced`.
+        estimates = [settings.estimate(images[i].image_type) for i in run]
+        estimate = sum((e for e in estimates if e is not None), Decimal(0))
+        spend = budget.budget_of(account_id, settings)
+        if not dry_run:
+            budget.check_request(spend, estimate, len(run))
+        return {"ids": run, "skipped": skipped, "regenerate": regenerate, "limits": settings.limits,
+                "estimate": {"images": len(run), "estimated_cost": float(estimate),
+                             "unpriced": sum(e is None for e in estimates), "budget": spend.as_dict()}}
 
     def claim(self, validated: dict, task_id: str, account_id: int) -> list:
         ids = Images.claim(account_id, validated["ids"], task_id, regenerate=validated["regenerate"])
@@ -126,6 +144,7 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
             credentials=settings.credentials,
             limits=settings.limits,
             task_id=payload.get("task_id", ""),
+            monthly_budget=settings.monthly_budget,
             settings=settings,
             image_prompt_template=PromptRegistry.get_image_prompt_template(account_id, payload),
             negative_prompt=PromptRegistry.get_negative_prompt(account_id, payload),
@@ -155,7 +174,7 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
             "background": settings.background,
             "end_user": settings.end_user,
             "price_per_image": str(settings.price_per_image) if settings.price_per_image is not None else None,
-        })
+        }, estimate=settings.estimate(image.image_type))
 
     def record_answer(self, data: ImagesPrepared, response: dict) -> None:
         """The provider answered, so it has billed: its cost and request id are on the row before

@@ -3,16 +3,15 @@
 from flask import Blueprint, request
 from werkzeug.exceptions import HTTPException
 
-from jobs.errors import AIFunctionError, NotFound, ValidationError
+from jobs.errors import AIFunctionError, Conflict, NotFound, ValidationError
 from webapp.errors import json_error
 from webapp.inputs import check_text
-from webapp.writer import InProgress
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
 
 def init_app(app):
-    from webapp.api import content, images, progress, settings  # noqa: F401 - routes register on bp
+    from webapp.api import content, images, progress, settings, tasks  # noqa: F401 - routes register on bp
 
     app.register_blueprint(bp)
 
@@ -28,7 +27,7 @@ def init_app(app):
 
 @bp.errorhandler(ValidationError)
 def _validation(exc):
-    status = 409 if isinstance(exc, InProgress) else 400
+    status = 409 if isinstance(exc, Conflict) else 400
     return json_error(exc.message, exc.kind, status)
 
 

@@ -40,7 +40,11 @@ def generate_images():
     """Queue generation of the given images; answers at once with the task id."""
     body = json_body()
     payload = {"ids": body.get("ids"), "regenerate": body.get("regenerate", False)}
-    started = start_task(FUNCTION, payload, g.account_id)
+    if body.get("dry_run", False) is not False:
+        payload["dry_run"] = body["dry_run"]
+    started = start_task(FUNCTION, payload, g.account_id, created_by=g.user.id)
+    if started.get("dry_run"):
+        return {"success": True, **started}
     answer = {"success": True, "task_id": started["task_id"], "message": "Image generation started"}
     if started["skipped"]:
         answer["skipped"] = started["skipped"]
