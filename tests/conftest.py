@@ -37,7 +37,7 @@ from config import load_config  # noqa: E402
 from jobs.connection import get_queue, get_redis, redis_label  # noqa: E402
 from models import ALL_MODELS, db, open_database  # noqa: E402
 from tests.browser_fixtures import chromium, live_server  # noqa: E402, F401 - fixtures for every test
-from tests.fakes.fixtures import fake_openai, fake_runware  # noqa: E402, F401 - fixtures for every test
+from tests.fakes.fixtures import fake_compatible, fake_openai, fake_runware  # noqa: E402, F401 - fixtures for every test
 
 
 def pytest_report_header(config):

@@ -18,3 +18,12 @@ def fake_runware():
     """A fresh fake Runware for one test: `.base_url`, `.api_key`, `.script(...)`, `.calls`."""
     with FakeRunware() as server:
         yield server
+
+
+@pytest.fixture
+def fake_compatible():
+    """A fresh fake OpenAI-compatible server (no prices, no usage: the account sets price_per_image)."""
+    from tests.fakes.openai_server import FakeOpenAICompatible
+
+    with FakeOpenAICompatible() as server:
+        yield server
