@@ -10,7 +10,7 @@ from rq.job import Job
 from jobs import latency
 from jobs.engine import item_job_ids, not_started_after_cancel
 from jobs.registry import get_function
-from models import AITaskLog
+from models import AITaskLog, ImageAttempt
 
 # Where each stage of an image sits on its own progress bar.
 ITEM_PHASE_PERCENT = {"PREP": 3, "PARSE": 90, "SAVE": 95}
@@ -23,7 +23,7 @@ def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
     if task is None:
         return None
     fn = get_function(task.function_name)
-    states = fn.item_states(list(task.item_ids or []), account_id)
+    states = _as_this_task_left_them(fn.item_states(list(task.item_ids or []), account_id), task_id)
     metas = _item_metas(redis, task)
     canceled = task.canceled_at is not None
     images = [_image_row(state, metas.get(state["id"]), task_id, canceled) for state in states]
@@ -68,6 +68,26 @@ def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:
         "error": task.error,
         "steps": fn.get_metadata().get("steps", []),
     }
+
+
+def _as_this_task_left_them(states: list[dict], task_id: str) -> list[dict]:
+    """An image a newer task has taken since is shown as this task ended it (its attempt in this task:
+    generated or failed, with its cost and error), so an old run reads as it ran. One query, and only
+    when there is such an image."""
+    moved = [s["id"] for s in states if s.get("task_id") != task_id]
+    if not moved:
+        return states
+    attempts = {a.image_id: a for a in (ImageAttempt.select()
+                                        .where((ImageAttempt.task_id == task_id) & ImageAttempt.image_id.in_(moved))
+                                        .order_by(ImageAttempt.id))}  # the latest one per image wins
+    shown = []
+    for state in states:
+        attempt = attempts.get(state["id"]) if state.get("task_id") != task_id else None
+        if attempt is not None and attempt.outcome in ("generated", "failed"):
+            state = {**state, "status": attempt.outcome, "error": attempt.error, "cost": attempt.cost,
+                     "task_id": task_id}
+        shown.append(state)
+    return shown
 
 
 def _current_step(fn, images) -> tuple[str, str]:

@@ -4,7 +4,7 @@ its articles, counts, cost and state, read from the database after Redis has for
 import pytest
 
 from tests.api_helpers import SETTINGS, ApiClient
-from tests.flow import generate, new_article, use_provider, wait_done
+from tests.flow import generate, new_article, progress, use_provider, wait_done
 
 pytestmark = pytest.mark.worker
 
@@ -50,3 +50,19 @@ def test_runs_are_paginated_with_a_next_link(client, personas, redis_conn, own_q
     assert page_one["next"].endswith("/v1/system/tasks/?page=2")
     page_two = api.get(TASKS, query_string={"page": 2}).get_json()
     assert [r["task_id"] for r in page_two["results"]] == [tasks[0]] and page_two["next"] is None
+
+
+def test_an_old_run_reads_as_it_ran_after_its_images_were_regenerated(client, personas, fake_compatible, worker):
+    api = ApiClient(client, personas.owner)
+    use_provider(api, "openai_compatible", "flux-local", fake_compatible, price_per_image="0.05")
+    fake_compatible.script("bad_request", prompt="broken")
+    ids = new_article(prompts=("fine", "broken"))
+    first = wait_done(api, generate(api, ids))
+    use_provider(api, "openai_compatible", "flux-local", fake_compatible, price_per_image="0.02")
+    second = wait_done(api, generate(api, ids, regenerate=True))
+    assert second["totals"]["generated"] == 2 and second["totals"]["cost"] == pytest.approx(0.04)
+    again = progress(api, first["task_id"])
+    assert [i["status"] for i in again["images"]] == ["generated", "failed"]
+    assert again["images"][0]["cost"] == pytest.approx(0.05)
+    assert again["images"][1]["error"] == first["images"][1]["error"]
+    assert again["totals"] == first["totals"] and again["state"] == "done"
