@@ -44,7 +44,11 @@ PARENT_TIMEOUT = 120
 # 429 pauses and the per-minute window on top. A job waiting for its RQ slot is not running: no timeout.
 ITEM_TIMEOUT = int(os.environ.get("IMAGE_JOB_TIMEOUT", "900"))
 SAVE_TIMEOUT = 180
-RESULT_TTL = 24 * 3600
+# A finished job is only the ops' view of the last minutes: every outcome is in the database, which the
+# pages and the API read. Hosted Redis plans are small, so finished jobs go after ten minutes; failed
+# ones stay a week, for ops to read and retry in rq-dashboard.
+RESULT_TTL = 600
+FAILURE_TTL = 7 * 24 * 3600
 # Failures whose message is written for staff already.
 EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored)
 
@@ -131,7 +135,7 @@ class AIEngine:
         try:
             self.queue.enqueue(
                 "jobs.tasks.run_ai_task", self.task_id, job_id=self.task_id, job_timeout=PARENT_TIMEOUT,
-                result_ttl=RESULT_TTL,
+                result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
                 description=f"{self.fn.get_name()} for account {self.account_id}: {len(items)} items",
             )
         except Exception as exc:
@@ -168,7 +172,8 @@ class AIEngine:
         self._queue().enqueue(
             "jobs.tasks.finish_ai_task", self.task_id, job_id=done_job_id(self.task_id),
             depends_on=Dependency(jobs=job_ids, allow_failure=True), job_timeout=PARENT_TIMEOUT,
-            result_ttl=RESULT_TTL, description=f"{self.fn.get_name()}: finish task {self.task_id}")
+            result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+            description=f"{self.fn.get_name()}: finish task {self.task_id}")
         message = self.fn.progress_message("AI_CALL", index=1, total=len(job_ids))
         self._update(phase="AI_CALL", message=message, step=("AI_CALL", message))
         return {"queued": len(job_ids)}
@@ -395,7 +400,7 @@ def not_started_after_cancel(state: dict, task_id: str) -> bool:
 def enqueue_item(queue: Queue, task_id: str, item_id, job_id: str, limit) -> None:
     """An item's job (the fan-out, or a recovery after Redis lost it), under its key's RateLimit."""
     queue.enqueue("jobs.tasks.run_ai_item", task_id, item_id, job_id=job_id, rate_limit=limit,
-                  job_timeout=ITEM_TIMEOUT, result_ttl=RESULT_TTL, on_failure=ON_FAILURE,
+                  job_timeout=ITEM_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, on_failure=ON_FAILURE,
                   description=f"item {item_id} of task {task_id}")
 
 
@@ -405,7 +410,8 @@ def enqueue_save(queue: Queue, task_id: str, item_id) -> None:
     main = queue.name.removesuffix("-store")
     Queue(store_queue_name(main), connection=queue.connection).enqueue(
         "jobs.tasks.save_ai_item", task_id, item_id, job_id=save_job_id(task_id, item_id), job_timeout=SAVE_TIMEOUT,
-        result_ttl=RESULT_TTL, on_failure=ON_FAILURE, description=f"save item {item_id} of task {task_id}")
+        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, on_failure=ON_FAILURE,
+        description=f"save item {item_id} of task {task_id}")
 
 
 def _money(value):

@@ -23,6 +23,7 @@ from rq.job import Dependency, Job, JobStatus
 from rq.registry import clean_registries
 
 from jobs.engine import (
+    FAILURE_TTL,
     PARENT_TIMEOUT,
     RESULT_TTL,
     done_job_id,
@@ -168,7 +169,7 @@ def _enqueue_again(queue, task: AITaskLog, images: list, counts: dict) -> int:
     if again and _status(queue, done_job_id(task.task_id)) is None:
         queue.enqueue("jobs.tasks.finish_ai_task", task.task_id, job_id=done_job_id(task.task_id),
                       depends_on=Dependency(jobs=again, allow_failure=True), job_timeout=PARENT_TIMEOUT,
-                      result_ttl=RESULT_TTL, description=f"finish task {task.task_id}")
+                      result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, description=f"finish task {task.task_id}")
     if not again:
         engine.finish_if_last()
     else:
