@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from jobs import budget
+from jobs import budget, progress_cache
 from jobs.engine import done_job_id, item_job_ids
 from jobs.errors import Conflict, NotFound
 from jobs.tasks import engine_for
@@ -47,6 +47,7 @@ def cancel_task(task_id: str, account_id: int, redis) -> dict:
                      .where((Images.task_id == task_id) & (Images.status == "generating")).count())
     _cancel_waiting_jobs(redis, task)
     engine.finish_if_last()  # nothing in flight: the task is `canceled` now
+    progress_cache.forget(redis, task_id)
     log.info("task %s canceled: %d not started, %d in flight", task_id, len(released), in_flight)
     return {"not_started": len(released), "in_flight": in_flight}
 

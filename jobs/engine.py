@@ -29,7 +29,7 @@ from rq.job import Dependency
 from rq.rate_limit import RateLimitRegistry
 from rq.timeouts import JobTimeoutException
 
-from jobs import budget, runtime
+from jobs import budget, progress_cache, runtime
 from jobs.ai_core import AICore
 from jobs.errors import AIFunctionError
 from jobs.limits import KeyLimiter, rate_limit
@@ -229,6 +229,7 @@ class AIEngine:
                                      estimate=call.estimate, monthly_limit=data.monthly_budget):
                 # The task was canceled before this call started: the item is pending again, no call made.
                 self.finish_if_last()
+                progress_cache.forget(self._redis(), self.task_id)
                 return {"success": True, "skipped": True, "canceled": True}
             ai_core = AICore(data.credentials, redis=self._redis(), limits=data.limits, on_call_start=lambda: (
                 self._write_meta({"phase": "AI_CALL", "call_started_at": time.time()})))
@@ -298,9 +299,11 @@ class AIEngine:
         else:
             self.fn.fail_item(item_id, self.task_id, self.account_id, reason)
         self.finish_if_last()
+        progress_cache.forget(self._redis(), self.task_id)
 
     def _record_success(self, result: dict) -> dict:
         self.finish_if_last()
+        progress_cache.forget(self._redis(), self.task_id)
         return {"success": True, "image_url": result.get("image_url"), "cost": _money(result.get("cost"))}
 
     def _call(self, call, data):

@@ -7,7 +7,7 @@ from datetime import UTC
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from jobs import latency
+from jobs import latency, progress_cache
 from jobs.engine import item_job_ids, not_started_after_cancel
 from jobs.registry import get_function
 from models import AITaskLog, ImageAttempt
@@ -15,6 +15,18 @@ from models import AITaskLog, ImageAttempt
 # Where each stage of an image sits on its own progress bar.
 ITEM_PHASE_PERCENT = {"PREP": 3, "PARSE": 90, "SAVE": 95}
 AI_CALL_SPAN = (5, 88)
+
+
+def shared_task_progress(task_id: str, account_id: int, redis) -> dict | None:
+    """task_progress through the cache everyone watching the task shares (RedisError when Redis is
+    unreachable): however many poll, a running task's view is built at most once a second."""
+    found, view = progress_cache.get(redis, task_id, account_id)
+    if found:
+        return view
+    view = task_progress(task_id, account_id, redis)
+    if view is not None:
+        progress_cache.put(redis, task_id, account_id, view, ended=view["state"] in ("done", "failed", "canceled"))
+    return view
 
 
 def task_progress(task_id: str, account_id: int, redis=None) -> dict | None:

@@ -7,6 +7,7 @@ them), and prints one table of ratios and medians measured in this run. Not a te
 """
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ os.environ["RQ_QUEUE"] = "bench"
 os.environ["OUTBOUND_ALLOW"] = "127.0.0.1"  # the fake provider listens on loopback
 WORKERS = int(os.environ.get("BENCH_WORKERS", "10"))
 VERBOSE = bool(os.environ.get("BENCH_VERBOSE"))
+ONLY = os.environ.get("BENCH_ONLY")  # "viewers": only the pollers' figures (while tuning them)
 # As often as the progress panel asks; end times come from the database, so polling adds no lag.
 POLL_SECONDS = 0.5
 
@@ -40,9 +42,13 @@ from jobs.connection import get_queue, get_redis, redis_url  # noqa: E402
 from jobs.engine import item_job_ids  # noqa: E402
 from jobs.providers.catalog import PLACEMENT_PRESETS, models_for  # noqa: E402
 from models import AITaskLog, db, open_database  # noqa: E402
-from tests.fakes.images import prepare_images  # noqa: E402
+from tests.fakes.images import photo_sized, prepare_images  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 from webapp import accounts  # noqa: E402
+
+
+class Finished(Exception):
+    """The scenarios BENCH_ONLY asked for have run."""
 
 
 def free_port() -> int:
@@ -93,16 +99,17 @@ class Service:
 
 
 class Account:
-    def __init__(self, service, name, fake, *, max_concurrent, per_minute=None):
+    def __init__(self, service, name, fake, *, max_concurrent, per_minute=None, image_format="webp"):
         with db.connection_context():
-            user = accounts.create_user(f"{name}@bench.test", "bench-password", account_name=name)
-            token = accounts.create_token(user)
+            user = accounts.create_user(f"{name}@bench.test", "bench-password", account_name=name,
+                                        role="manager")
+            self.token = accounts.create_token(user)
         self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
         self.base = service.base
         answer = self.http.put(self.base + "/v1/system/settings/integrations/image_generation/", json={
             "provider": "openai", "model": "gpt-image-2", "api_key": fake.api_key, "base_url": fake.base_url,
-            "image_format": "webp", "max_in_article_images": 4, "max_concurrent_calls": max_concurrent or "",
+            "image_format": image_format, "max_in_article_images": 4, "max_concurrent_calls": max_concurrent or "",
             "calls_per_minute": per_minute or ""})
         answer.raise_for_status()
 
@@ -176,6 +183,49 @@ def took(task_id: str, posted_at: float, polled: float) -> float:
     return finished_at.replace(tzinfo=UTC).timestamp() - posted_at if finished_at else polled
 
 
+def redis_per_image(service, fake, n=20) -> tuple[float, float]:
+    """Redis memory a finished task leaves behind, per image, with answers as large as real ones; and the
+    size of one answer (KB)."""
+    account = Account(service, "memory", fake, max_concurrent=4, image_format="png")
+    fake.photo_sized = True
+    fake.set_load(latency=0.2, max_concurrent=4)
+    redis = get_redis()
+    ids = account.images(n)
+    before = redis.info("memory")["used_memory"]
+    account.wait(account.generate(ids))
+    time.sleep(1.0)  # the last SAVE job's bookkeeping
+    after = redis.info("memory")["used_memory"]
+    answer = len(photo_sized(*models_for("openai")["gpt-image-2"].default_size("in_article"), "png")[0])
+    fake.photo_sized = False
+    return (after - before) / n / 1024, answer / 1024
+
+
+def poll(service, account, path, *, htmx, viewers, seconds, interval) -> dict:
+    command = [sys.executable, str(ROOT / "scripts" / "pollers.py"), service.base + path, account.token,
+               "--viewers", str(viewers), "--seconds", str(seconds), "--interval", str(interval)]
+    answer = subprocess.run(command + (["--htmx"] if htmx else []), capture_output=True, text=True, check=True)
+    return json.loads(answer.stdout)
+
+
+def many_viewers(service, fake) -> list[tuple]:
+    """50 viewers of one running task, each polling once a second as the panel does, for the JSON
+    endpoint and the fragment; then as many polls per second as the web server answers."""
+    account = Account(service, "viewers", fake, max_concurrent=1)
+    fake.set_load(latency=1.0, max_concurrent=1)
+    task_id = account.generate(account.images(30))
+    rows = []
+    for label, path, htmx in (("JSON", f"/v1/system/task_progress/{task_id}/", False),
+                              ("fragment", f"/writer/tasks/{task_id}/progress", True)):
+        steady = poll(service, account, path, htmx=htmx, viewers=50, seconds=10, interval=1.0)
+        flat_out = poll(service, account, path, htmx=htmx, viewers=16, seconds=4, interval=0)
+        rows.append((f"50 viewers polling the {label} once a second", f"p50 {steady['p50']:.1f} ms",
+                     f"p95 {steady['p95']:.1f} ms", f"{steady['not_modified']}/{steady['requests']} 304",
+                     f"errors {steady['errors'] + flat_out['errors']}",
+                     f"saturation {flat_out['per_second']:.0f} polls/s (p95 {flat_out['p95']:.0f} ms)", ""))
+    account.wait(task_id)
+    return rows
+
+
 def rq_overhead(n=60) -> tuple[float, float]:
     queue = get_queue()
     started = time.monotonic()
@@ -201,6 +251,9 @@ def main():
             for size in {spec.default_size(placement) for placement in PLACEMENT_PRESETS}:
                 prepare_images(*size, "webp")
             warm_up(Account(service, "warm-up", fake, max_concurrent=4), fake)
+            if ONLY == "viewers":
+                rows += many_viewers(service, fake)
+                raise Finished
             n, latency = 20, 1.0
             fake.set_load(latency=latency, max_concurrent=1)
             wall, view, seq_task = run(Account(service, "seq", fake, max_concurrent=1), fake, n)
@@ -241,7 +294,13 @@ def main():
                          f"bound {40 * 0.5 / 2:.1f} s", f"ratio {10 / wall:.3f}",
                          f"429s {fake.load.rejected}/{calls} = {fake.load.rejected / max(calls, 1):.1%}", "",
                          view["message"]))
+            rows += many_viewers(service, fake)
+            per_image, answer_kb = redis_per_image(service, fake)
+            rows.append(("Redis after a 20-image task (C=4)", f"{per_image:.1f} KB per image",
+                         f"answers {answer_kb:.0f} KB each (PNG)", "", "", "", ""))
         per_job, wait = rq_overhead()
+    except Finished:
+        per_job = wait = float("nan")
     finally:
         service.stop()
         if redis_url().startswith("unix://"):

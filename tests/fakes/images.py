@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import random
 from functools import lru_cache
 
 from PIL import Image
@@ -22,6 +23,21 @@ def make_image(width: int, height: int, fmt: str = "png", seed: str = "") -> tup
     """A flat-colour image (one of 64 colours, picked by `seed`) in `fmt`; returns (bytes, content type)."""
     digest = hashlib.sha256(seed.encode()).digest()
     return _encoded(width, height, fmt.lower(), _colour(digest[0]))
+
+
+@lru_cache(maxsize=8)
+def photo_sized(width: int, height: int, fmt: str = "png") -> tuple[bytes, str]:
+    """An image as large in bytes as a real provider's answer (about 2 MB at 1536x1024): noise in the
+    top half, which no encoder can shrink, over a flat bottom half."""
+    pil_format, content_type = FORMATS[fmt]
+    image = Image.new("RGB", (width, height), (90, 120, 150))
+    rng = random.Random(f"{width}x{height}")
+    noise = Image.frombytes("RGB", (width, height // 2), rng.randbytes(width * (height // 2) * 3))
+    image.paste(noise, (0, 0))
+    options = {"WEBP": {"method": 0, "quality": 90}, "PNG": {"compress_level": 1}}.get(pil_format, {})
+    buffer = io.BytesIO()
+    image.save(buffer, pil_format, **options)
+    return buffer.getvalue(), content_type
 
 
 def prepare_images(width: int, height: int, fmt: str) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from tests.fakes.base import FakeServer, Fault, Recorded, Reply
-from tests.fakes.images import FORMATS, NOT_IMAGES, make_image, truncated
+from tests.fakes.images import FORMATS, NOT_IMAGES, make_image, photo_sized, truncated
 
 QUALITIES = ("low", "medium", "high", "auto")
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
@@ -88,6 +88,7 @@ class FakeOpenAI(FakeServer):
             self.model_list_calls: list[Recorded] = []
             self.shutdown_dates: dict[str, str] = {}  # model → "YYYY-MM-DD" announced in GET /v1/models
             self.output_tokens_details = False  # the Images endpoint often leaves it out
+            self.photo_sized = False  # answer images as large as real ones (~2 MB PNG), not flat colours
 
     # -- requests ----------------------------------------------------------------------------------
     def prompt_of(self, payload):
@@ -265,7 +266,8 @@ class FakeOpenAI(FakeServer):
         width, height = self.dimensions(body.get("size", "auto"))
         fmt = body.get("output_format", "png")
         fmt = fmt if isinstance(fmt, str) and fmt in FORMATS else "png"
-        data, content_type = make_image(width, height, fmt, seed=body["prompt"])
+        data, content_type = (photo_sized(width, height, fmt) if self.photo_sized
+                              else make_image(width, height, fmt, seed=body["prompt"]))
         if fault.kind == "non_image":
             data, content_type = NOT_IMAGES[fault.image]
         if fault.kind == "truncated_image":
