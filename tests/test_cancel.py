@@ -10,7 +10,7 @@ from jobs.engine import done_job_id, item_job_ids
 from models import AITaskLog, ImageAttempt, db
 from tests import factories
 from tests.api_helpers import ApiClient
-from tests.conftest import WorkerProcess, wait_for
+from tests.conftest import WorkerProcess, login, wait_for
 from tests.flow import generate, new_article, parked_queue, progress, use_provider, wait_done
 
 pytestmark = pytest.mark.worker
@@ -120,7 +120,7 @@ def test_canceling_one_task_touches_neither_another_task_of_the_account_nor_anot
 
 
 def test_a_task_canceled_before_its_parent_ran_ends_at_once_and_its_jobs_are_canceled(
-        api, fake_compatible, redis_conn, monkeypatch):
+        api, client, personas, fake_compatible, redis_conn, monkeypatch):
     priced(api, fake_compatible)
     queue = parked_queue(redis_conn)  # no worker: the parent job waits
     monkeypatch.setenv("RQ_QUEUE", queue.name)
@@ -133,6 +133,13 @@ def test_a_task_canceled_before_its_parent_ran_ends_at_once_and_its_jobs_are_can
     assert task_id in CanceledJobRegistry(queue.name, connection=redis_conn).get_job_ids()
     assert len(queue) == 0
     assert fake_compatible.calls == []
+    # Ops find it under "canceled" in rq-dashboard, not among the failed jobs.
+    dashboard = client.application.test_client()
+    login(dashboard, personas.admin)
+    listed = dashboard.get(f"/rq/0/data/jobs/{queue.name}/canceled/8/asc/1.json").get_json()
+    assert [job["id"] for job in listed["jobs"]] == [task_id]
+    failed = dashboard.get(f"/rq/0/data/jobs/{queue.name}/failed/8/asc/1.json").get_json()
+    assert failed["jobs"] == []
 
 
 def test_a_job_that_reaches_the_call_gate_after_a_cancel_makes_no_call(api, fake_compatible, redis_conn):
