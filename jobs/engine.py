@@ -31,6 +31,7 @@ from rq.timeouts import JobTimeoutException
 
 from jobs import budget, progress_cache, runtime
 from jobs.ai_core import AICore
+from jobs.connection import get_redis
 from jobs.errors import AIFunctionError
 from jobs.limits import KeyLimiter, rate_limit
 from jobs.providers.base import ProviderError
@@ -229,7 +230,7 @@ class AIEngine:
                                      estimate=call.estimate, monthly_limit=data.monthly_budget):
                 # The task was canceled before this call started: the item is pending again, no call made.
                 self.finish_if_last()
-                progress_cache.forget(self._redis(), self.task_id)
+                self._forget_view()
                 return {"success": True, "skipped": True, "canceled": True}
             ai_core = AICore(data.credentials, redis=self._redis(), limits=data.limits, on_call_start=lambda: (
                 self._write_meta({"phase": "AI_CALL", "call_started_at": time.time()})))
@@ -299,11 +300,11 @@ class AIEngine:
         else:
             self.fn.fail_item(item_id, self.task_id, self.account_id, reason)
         self.finish_if_last()
-        progress_cache.forget(self._redis(), self.task_id)
+        self._forget_view()
 
     def _record_success(self, result: dict) -> dict:
         self.finish_if_last()
-        progress_cache.forget(self._redis(), self.task_id)
+        self._forget_view()
         return {"success": True, "image_url": result.get("image_url"), "cost": _money(result.get("cost"))}
 
     def _call(self, call, data):
@@ -328,6 +329,7 @@ class AIEngine:
                          cost=summary["cost"], finished_at=utcnow(), step=("DONE", message))
         else:
             self._update(totals=summary["totals"], cost=summary["cost"])
+        self._forget_view()
         return {"ended": summary["unfinished"] == 0, "images_generated": summary["generated"],
                 "images_failed": summary["failed"], "cost": _money(summary["cost"])}
 
@@ -378,6 +380,10 @@ class AIEngine:
         except RedisError as exc:
             # Meta is only the live view; the database is the record, so a lost Redis does not fail the image.
             log.warning("job %s: live progress not saved, Redis is unreachable: %s", job.id, exc)
+
+    def _forget_view(self) -> None:
+        """The task's images changed: its cached progress view goes (the app's Redis when run inline)."""
+        progress_cache.forget(self._redis() or get_redis(), self.task_id)
 
     def _queue(self) -> Queue:
         if self.queue is None:

@@ -16,7 +16,7 @@ from jobs.providers import PROVIDERS
 from jobs.providers.base import Credentials, ProviderError
 from jobs.providers.catalog import PLACEMENT_PRESETS, ModelSpec, ModelStatus, parse_size
 from models import IntegrationSettings, ModelNotice, utcnow
-from secret_box import SecretBox
+from secret_box import SecretBox, SecretBoxError
 
 INTEGRATION = "image_generation"
 IMAGE_TYPES = ("realistic", "artistic", "cartoon")
@@ -149,11 +149,12 @@ def public_view(row: IntegrationSettings | None) -> dict:
     }
 
 
-def load(account_id, *, announced: bool = True) -> ImageSettings:
+def load(account_id, *, announced: bool = True, with_key: bool = True) -> ImageSettings:
     """The active settings ready for a provider call; ValidationError says what to fix.
 
     `announced=False` checks the catalog's lifecycle only, not the shutdown dates the provider
-    announced to this account (a query): jobs of a task whose request already checked them."""
+    announced to this account (a query): jobs of a task whose request already checked them.
+    `with_key=False` leaves the key encrypted (credentials without it): pages that only price images."""
     row = settings_row(account_id)
     if row is None or not row.is_active:
         raise ValidationError("No active image-generation settings: open Settings → Image generation, "
@@ -170,8 +171,7 @@ def load(account_id, *, announced: bool = True) -> ImageSettings:
     status = model_status(account_id, config["provider"], spec) if announced else spec.status(today())
     if status.state == "retired":
         raise ValidationError(status.retired_sentence(provider.label, spec.name))
-    api_key = secret_box().decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
-    if provider.requires_api_key and not api_key:
+    if provider.requires_api_key and not row.api_key_encrypted:
         raise ValidationError(f"{provider.label} needs an API key: add it in Settings → Image generation.")
     price = config["price_per_image"]
     return ImageSettings(
@@ -184,9 +184,19 @@ def load(account_id, *, announced: bool = True) -> ImageSettings:
         desktop_enabled=bool(config["desktop_enabled"]), mobile_enabled=bool(config["mobile_enabled"]),
         limits=Limits(key=f"{account_id}:{config['provider']}", max_concurrent=config["max_concurrent_calls"],
                       per_minute=config["calls_per_minute"]),
-        credentials=Credentials(api_key=api_key, base_url=config["base_url"] or None),
+        credentials=Credentials(api_key=_key(row) if with_key else None, base_url=config["base_url"] or None),
         monthly_budget=_decimal(config["monthly_budget"]), run_budget=_decimal(config["run_budget"]),
     )
+
+
+def _key(row: IntegrationSettings) -> str | None:
+    if not row.api_key_encrypted:
+        return None
+    try:
+        return secret_box().decrypt(row.api_key_encrypted)
+    except SecretBoxError:
+        raise ValidationError("The stored API key cannot be read with this server's ENCRYPTION_KEYS (were they "
+                              "changed?): enter the key again in Settings → Image generation.") from None
 
 
 def _decimal(value) -> Decimal | None:

@@ -48,6 +48,12 @@ def test_a_poller_whose_view_has_not_changed_gets_304(api, worker):
     assert again.status_code == 304 and again.data == b""
     stale = api.get(progress_url(task_id), headers={"If-None-Match": '"something-else"'})
     assert stale.status_code == 200 and stale.get_json() == first.get_json()
+    # The panel's fragment too, as htmx asks for it (the browser revalidates what it holds).
+    fragment = api.get(f"/writer/tasks/{task_id}/progress", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and fragment.headers["ETag"] and b"progress-panel" in fragment.data
+    unchanged = api.get(f"/writer/tasks/{task_id}/progress",
+                        headers={"HX-Request": "true", "If-None-Match": fragment.headers["ETag"]})
+    assert unchanged.status_code == 304
 
 
 def test_pollers_of_a_task_share_one_view(api, worker, redis_conn, statements):

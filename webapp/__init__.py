@@ -34,8 +34,10 @@ def create_app(test_config=None):
         ops,
         pages,
         prompts_page,
+        runs_page,
         security,
         settings_page,
+        usage_page,
     )
 
     inputs.init_app(app)  # first: route converters are bound as blueprints register
@@ -48,7 +50,7 @@ def create_app(test_config=None):
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(media.bp)
-    for page in (images_page, settings_page, prompts_page, account_page):
+    for page in (images_page, runs_page, usage_page, settings_page, prompts_page, account_page):
         app.register_blueprint(page.bp)
     ops.init_app(app)
     return app

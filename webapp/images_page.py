@@ -1,15 +1,19 @@
-"""The Images page: articles with their images, Generate / Retry / Regenerate, inline prompt edits,
-and the progress panel that follows a generation task."""
+"""The Images page: articles with their images, Generate / Retry / Regenerate (each priced, and confirmed
+on a paid provider), inline prompt edits, and the progress panel that follows a generation task and
+cancels it."""
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 from redis.exceptions import RedisError
 
+from jobs.budget import usd
+from jobs.cancel import cancel_task
 from jobs.connection import get_redis
-from jobs.errors import AIFunctionError, NotFound, ValidationError
-from jobs.progress import task_progress
+from jobs.errors import AIFunctionError, Conflict, NotFound, ValidationError
+from jobs.progress import shared_task_progress, task_progress
 from jobs.tasks import start_task
 from models import IMAGE_STATUSES
 from webapp import writer
+from webapp.conditional import conditional
 from webapp.htmx import install_error_handlers, is_htmx, message, status_for, toast
 from webapp.images_query import (
     article_page,
@@ -17,6 +21,7 @@ from webapp.images_query import (
     image_label,
     image_rows,
     latest_unfinished_task,
+    prices,
     settings_view,
 )
 from webapp.inputs import is_id_text, parse_page
@@ -38,6 +43,7 @@ def money(value) -> str:
 
 
 bp.add_app_template_global(image_label, "image_label")
+bp.add_app_template_filter(usd, "usd")
 
 
 @bp.get("/writer/images")
@@ -49,14 +55,14 @@ def images():
     blocks, total, pages = article_page(g.account_id, view, page, status)
     task_id = request.args.get("task") or latest_unfinished_task(g.account_id)
     return render_template("images/images.html", blocks=blocks, total=total, pages=pages, page=min(page, pages),
-                           status=status, statuses=IMAGE_STATUSES, settings=view,
+                           status=status, statuses=IMAGE_STATUSES, settings=view, prices=prices(g.account_id),
                            progress=progress_context(task_id) if task_id else None)
 
 
 @bp.get("/writer/images/articles/<int:content_id>")
 def article(content_id):
     """One article's block (the fragment the page includes and the panel refreshes)."""
-    return render_template("images/_article.html", block=_block(content_id))
+    return render_template("images/_article.html", block=_block(content_id), prices=prices(g.account_id))
 
 
 @bp.post("/writer/images/generate")
@@ -100,7 +106,8 @@ def edit_prompt(image_id):
         flash(error or "Prompt saved.", "error" if error else "success")
         return redirect(url_for(".images"))
     editing = {"id": image_id, "error": error, "value": submitted if error else None}
-    html = render_template("images/_article.html", block=_block(image.content_id), editing=editing)
+    html = render_template("images/_article.html", block=_block(image.content_id), editing=editing,
+                           prices=prices(g.account_id))
     return (html if error else html + toast("Prompt saved.", "success")), status
 
 
@@ -114,18 +121,53 @@ def task_progress_panel(task_id):
             return render_template("images/_progress_gone.html", message="Task not found."), 404
         raise NotFound("Task not found.")
     # Only the poll that sees the task finish refreshes the articles: the finished panel stops polling.
-    refresh = is_htmx() and progress["finished"]
-    html = _panel(progress, refresh=refresh)
-    if refresh:
-        failed = progress["task"]["totals"]["failed"] or progress["task"]["state"] != "done"
-        html += toast(progress["task"]["message"], "error" if failed else "success")
-    return html
+    # The Runs page's panel (view=run) has no articles beside it, and once finished is history.
+    on_runs_page = request.args.get("view") == "run"
+    ended = is_htmx() and progress["finished"]
+    html = _panel(progress, refresh=ended and not on_runs_page,
+                  read_only=on_runs_page and progress["finished"], panel_view="run" if on_runs_page else None)
+    if ended:
+        task = progress["task"]
+        # A cancel is what someone asked for, not a failure: told plainly (failed rows still show theirs).
+        category = ("info" if task["state"] == "canceled"
+                    else "success" if task["state"] == "done" and not task["totals"]["failed"] else "error")
+        html += toast(task["message"], category)
+    return conditional(Response(html))
+
+
+@bp.post("/writer/tasks/<task_id>/cancel")
+def cancel(task_id):
+    """Cancel a running task: no call of it starts any more; calls in flight finish (the provider bills a
+    started call either way) and the images not started are pending again."""
+    try:
+        outcome = cancel_task(task_id, g.account_id, get_redis())
+    except Conflict as exc:  # it ended meanwhile; its panel finds that at its next poll
+        return _refuse(exc.message, status=409, category="error", task=task_id)
+    except RedisError:
+        # Without the account's call gate a call could start between the check and the cancel: not now.
+        return _refuse("The queue could not be reached, so nothing was canceled; try again in a moment.",
+                       status=503, category="error", task=task_id)
+    text = _canceled_sentence(outcome)
+    if not is_htmx():
+        flash(text, "info")
+        return redirect(url_for(".images", task=task_id))
+    progress = progress_context(task_id)
+    # The articles now show the images let go as pending (the last poll refreshes them once more).
+    return _panel(progress, refresh=True) + toast(text, "info")
+
+
+def _canceled_sentence(outcome: dict) -> str:
+    not_started, in_flight = outcome["not_started"], outcome["in_flight"]
+    text = f"Canceled: {not_started} image{'' if not_started == 1 else 's'} not started"
+    if in_flight:
+        text += f"; {in_flight} in flight finish{'es' if in_flight == 1 else ''} (billed by the provider)"
+    return text + "."
 
 
 def progress_context(task_id: str) -> dict | None:
     """What _progress.html shows: task_progress's view, plus labels and which step is current."""
     try:
-        view = task_progress(task_id, g.account_id, get_redis())
+        view = shared_task_progress(task_id, g.account_id, get_redis())
     except RedisError:
         # Redis holds only the live per-image detail; the database still knows every status.
         view = task_progress(task_id, g.account_id, None)
@@ -142,12 +184,13 @@ def progress_context(task_id: str) -> dict | None:
             "content_ids": sorted({row["content_id"] for row in labels.values()}, reverse=True)}
 
 
-def _panel(progress: dict, *, refresh: bool) -> str:
+def _panel(progress: dict, *, refresh: bool, read_only: bool = False, panel_view: str | None = None) -> str:
     """The panel, plus (out of band) fresh blocks of the articles it covers."""
-    html = render_template("images/_progress.html", progress=progress)
+    html = render_template("images/_progress.html", progress=progress, read_only=read_only, panel_view=panel_view)
     if refresh:
         blocks = blocks_for(g.account_id, settings_view(g.account_id), progress["content_ids"])
-        html += "".join(render_template("images/_article.html", block=b, oob=True) for b in blocks)
+        costs = prices(g.account_id) if blocks else None
+        html += "".join(render_template("images/_article.html", block=b, oob=True, prices=costs) for b in blocks)
     return html
 
 
@@ -165,9 +208,9 @@ def _ids(name: str) -> list[int]:
     return list(dict.fromkeys(int(v) for v in values))
 
 
-def _refuse(text: str, *, status: int = 200, category: str = "info"):
+def _refuse(text: str, *, status: int = 200, category: str = "info", task: str | None = None):
     """Nothing was started: a toast for htmx (the page stays), a flash and the page otherwise."""
     if not is_htmx():
         flash(text, category)
-        return redirect(url_for(".images"))
+        return redirect(url_for(".images", task=task))
     return message(text, status, category)

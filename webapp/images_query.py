@@ -4,9 +4,11 @@
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import reduce
 
 from jobs import image_settings
+from jobs.errors import ValidationError
 from models import AITaskLog, Content, Images, utcnow
 
 PER_PAGE = 20
@@ -34,6 +36,13 @@ class ArticleBlock:
         """What Generate Images sends: pending images that have a prompt."""
         return [i.id for i in self.images if i.status == "pending" and (i.prompt or "").strip()]
 
+    def estimate(self, prices: dict | None) -> Decimal | None:
+        """What a dry run answers for pending_ids: each image's estimate summed, an unpriced one as 0."""
+        if prices is None:
+            return None
+        pending = set(self.pending_ids)
+        return sum((prices.get(i.image_type) or Decimal(0) for i in self.images if i.id in pending), Decimal(0))
+
     @property
     def failed_ids(self) -> list[int]:
         return [i.id for i in self.images if i.status == "failed"]
@@ -52,6 +61,16 @@ class ArticleBlock:
 
 def settings_view(account_id: int) -> dict:
     return image_settings.public_view(image_settings.settings_row(account_id))
+
+
+def prices(account_id: int) -> dict | None:
+    """Placement → one image's estimate at the account's settings (None: unpriced), read once per render.
+    None when the settings cannot generate: the buttons show no figure, and Generate says what is wrong."""
+    try:
+        settings = image_settings.load(account_id, with_key=False)
+    except ValidationError:
+        return None
+    return {placement: settings.estimate(placement) for placement in image_settings.PLACEMENTS}
 
 
 def shown_condition(view: dict):

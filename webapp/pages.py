@@ -58,6 +58,8 @@ def _redis_up() -> bool:
 NAV = [
     ("pages.index", "Home"),
     ("images_page.images", "Images"),
+    ("runs_page.runs", "Runs"),
+    ("usage_page.usage", "Usage"),
     ("settings_page.image_generation", "Settings"),
     ("prompts_page.prompts", "Prompts"),
 ]

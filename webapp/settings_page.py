@@ -1,17 +1,22 @@
-"""Settings → Image generation: provider, model, the write-only API key and the output options."""
+"""Settings → Image generation: provider, model, the write-only API key, the output options and the budgets."""
+
+from decimal import Decimal
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
-from jobs import image_settings
+from jobs import budget, image_settings
+from jobs.errors import ValidationError
 from jobs.providers import PROVIDERS
 from jobs.providers.catalog import parse_size
 from webapp.htmx import install_error_handlers, is_htmx, message, toast
 
 bp = Blueprint("settings_page", __name__, url_prefix="/settings/integrations")
 install_error_handlers(bp)
+bp.add_app_template_filter(budget.usd, "usd")  # the Images page registers the same one: either may load first
 
 TEXT_FIELDS = ("provider", "model", "base_url", "image_type", "max_in_article_images", "image_format",
-               "max_concurrent_calls", "calls_per_minute", "quality", "background", "price_per_image")
+               "max_concurrent_calls", "calls_per_minute", "quality", "background", "price_per_image",
+               "monthly_budget", "run_budget")
 PLACEMENT_LABELS = {"featured": "Featured", "in_article": "In-article", "desktop": "Desktop", "mobile": "Mobile"}
 # Unticked checkboxes are not sent at all, so a missing flag means "off".
 FLAGS = ("desktop_enabled", "mobile_enabled", "is_active")
@@ -25,7 +30,7 @@ def image_generation():
     if request.method == "GET":
         # A first save should switch generation on; public_view reports "inactive" while there is no row.
         form = saved if row is not None else {**saved, "is_active": True}
-        return render_template("settings/image_generation.html", **_form_context(form, saved, {}))
+        return render_template("settings/image_generation.html", **_page_context(form, saved, {}))
     if not g.user.is_manager:
         # The key goes wherever the provider and base URL say: only managers choose them.
         return message("Only the account's managers can change these settings.", 403)
@@ -38,14 +43,14 @@ def image_generation():
     view, errors = image_settings.save(g.account_id, {**submitted, "api_key": request.form.get("api_key", "")})
     if errors:
         # Show what was typed, next to what was wrong with it; the key itself is never echoed.
-        context = _form_context({**view, **submitted}, view, errors)
+        context = _page_context({**view, **submitted}, view, errors)
         if is_htmx():
             return render_template("settings/_form.html", **context), 422
         return render_template("settings/image_generation.html", **context), 422
     if not is_htmx():
         flash("Settings saved.", "success")
         return redirect(url_for(".image_generation"))
-    return render_template("settings/_form.html", **_form_context(view, view, {})) + toast("Settings saved.", "success")
+    return render_template("settings/_form.html", **_page_context(view, view, {})) + toast("Settings saved.", "success")
 
 
 @bp.get("/image-generation/models")
@@ -107,3 +112,29 @@ def _form_context(form: dict, saved: dict, errors: dict) -> dict:
         "image_types": image_settings.IMAGE_TYPES,
         "formats": image_settings.FORMATS,
     }
+
+
+def _page_context(form: dict, saved: dict, errors: dict) -> dict:
+    """The whole form's context: the model field's, plus the budgets and this month's spend."""
+    return {**_form_context(form, saved, errors), "spend": _spend(saved),
+            "amounts": {name: _amount(form.get(name)) for name in ("monthly_budget", "run_budget")}}
+
+
+def _spend(saved: dict) -> budget.Budget:
+    """What the account spent this month against its saved cap. Settings that cannot generate (no key yet,
+    or one the encryption keys cannot open: this page is where it is fixed) still show the spend and the
+    cap; what images in flight hold is left out then, as it is priced by the settings."""
+    try:
+        return budget.budget_of(g.account_id, image_settings.load(g.account_id, with_key=False))
+    except ValidationError:
+        limits = {name: Decimal(str(saved[name])) if saved[name] is not None else None
+                  for name in ("monthly_budget", "run_budget")}
+        return budget.Budget(monthly_limit=limits["monthly_budget"], run_limit=limits["run_budget"],
+                             spent_this_month=budget.spent(g.account_id, *budget.month_of()), held=Decimal(0))
+
+
+def _amount(value) -> str:
+    """A saved cap as typed (25, not 25.0); what was typed back as it was."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return format(Decimal(str(value)).normalize(), "f")

@@ -63,7 +63,7 @@ def usage(account_id, start: dt.datetime) -> dict:
 def account_budget(account_id) -> budget.Budget:
     """This month's budget; an account without working settings has no caps to show."""
     try:
-        settings = image_settings.load(account_id)
+        settings = image_settings.load(account_id, with_key=False)
     except ValidationError:
         return budget.Budget(None, None, budget.spent(account_id, *budget.month_of()), 0)
     return budget.budget_of(account_id, settings)

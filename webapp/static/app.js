@@ -1,7 +1,7 @@
 // The staff pages' only script, for what htmx cannot do itself. The server renders every form error,
 // panel and toast, and htmx swaps them (see the htmx-config meta tag in base.html). Left here: a sentence
 // for a request the app never answered (the network is down, or a proxy answered with its own page),
-// closing the progress panel, and toasts that go away.
+// closing the progress panel, toasts that go away, and the bulk button's count and estimate.
 (function () {
   "use strict";
 
@@ -59,10 +59,44 @@
     if (item) item.remove();
   });
 
+  // Dollars as jobs/budget.usd writes them (at least cents, at most four decimals, half to even), from
+  // whole micro-dollars so that adding never drifts.
+  function usd(micros) {
+    var q = Math.floor(micros / 100), rest = micros % 100;
+    if (rest > 50 || (rest === 50 && q % 2)) q += 1;
+    var text = Math.floor(q / 10000) + "." + String(q % 10000).padStart(4, "0");
+    return "$" + text.replace(/0{1,2}$/, "");
+  }
+
+  // "Generate selected" counts and prices the ticked articles from figures the server put on each box, and
+  // on a paid provider asks first (htmx reads hx-confirm when the form is sent).
+  function bulk() {
+    var form = document.getElementById("bulk");
+    if (!form) return;
+    var images = 0, micros = 0;
+    document.querySelectorAll("input[form=bulk][name=content_id]:checked").forEach(function (box) {
+      images += Number(box.dataset.images);
+      micros += Math.round(parseFloat(box.dataset.cost) * 1e6);
+    });
+    var cost = micros > 0 ? " · ≈ " + usd(micros) : "";
+    form.querySelector("#generate-selected").textContent = "Generate selected" + (images ? " (" + images + ")" + cost : "");
+    if (micros > 0) {
+      form.setAttribute("hx-confirm", "Generate " + images + " image" + (images === 1 ? "" : "s") + " for ≈ " + usd(micros) + "?");
+    } else {
+      form.removeAttribute("hx-confirm");
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("input[form=bulk]")) bulk();
+  });
+
   // Every toast: flashed with the page (htmx fires this for the body once it has started) or swapped in.
+  // Articles swapped in come back unticked (and a reload may restore ticks): the bulk button follows.
   document.addEventListener("htmx:load", function (event) {
     var elt = event.detail.elt;
     if (elt.matches(".toast")) expire(elt);
     elt.querySelectorAll(".toast").forEach(expire);
+    bulk();
   });
 })();
