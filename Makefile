@@ -11,12 +11,12 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# htmx comes from its npm registry package at set-up time; it is never committed.
+# htmx comes from its npm registry package at set-up time; it is never committed. package.json's `build`
+# script puts it where the app serves it: the same two steps Heroku's Node.js buildpack runs (app.json).
 $(HTMX): package.json package-lock.json
 	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm >/dev/null)
 	npm ci --no-audit --no-fund --silent
-	mkdir -p $(dir $(HTMX))
-	cp node_modules/htmx.org/dist/htmx.min.js $(HTMX)
+	npm run build --silent
 
 install: $(BIN)/.installed $(HTMX)
 

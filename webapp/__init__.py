@@ -21,6 +21,10 @@ def create_app(test_config=None):
     if test_config:
         app.config.update(test_config)
 
+    from webapp.assets import check_assets
+
+    check_assets(app)  # no htmx, no working page: refuse to start
+
     from webapp import (
         account_page,
         api,
