@@ -105,6 +105,8 @@ class Content(BaseModel):
     account = ForeignKeyField(Account, backref="contents", on_delete="CASCADE")
     title = CharField(max_length=500, default="")
     meta_title = CharField(max_length=500, default="")
+    body = TextField(default="")  # HTML, sanitized before it is stored (Markdown is converted first)
+    slug = CharField(max_length=200, default="")  # from the title: the first part of its images' file names
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
@@ -148,6 +150,16 @@ class Images(BaseModel):
     # paid answer survives a killed worker or a lost Redis, and the SAVE job can run again from it.
     answer_key = CharField(max_length=300, null=True)
     attempts = IntegerField(default=0)
+    # Publishing: alt text (a default from the prompt until a person edits it), title, caption, and the
+    # SEO file name `<article-slug>-<slot>.<ext>`, unique per account.
+    alt_text = CharField(max_length=125, default="")
+    alt_text_edited = BooleanField(default=False)
+    title = CharField(max_length=200, default="")
+    caption = TextField(null=True)
+    file_name = CharField(max_length=255, null=True)
+    # The prompt the stored image was made from: a prompt edited since makes the image out of date.
+    generated_prompt = TextField(null=True)
+    public_key = CharField(max_length=64, null=True)  # its current login-free URL (PublicImage)
     generation_started_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
@@ -158,7 +170,12 @@ class Images(BaseModel):
             (("account", "status"), False),  # status filter
             (("status", "updated_at"), False),  # the stale-claim sweep
             (("task_id",), False),  # task progress and job claims
+            (("account", "file_name"), True),  # SEO file names are unique per account
         )
+
+    @property
+    def out_of_date(self) -> bool:
+        return self.status == "generated" and self.generated_prompt is not None and self.prompt != self.generated_prompt
 
     @classmethod
     def for_account(cls, account_id):
@@ -343,6 +360,39 @@ class ImageAttempt(BaseModel):
                        started_at=now, ended_at=now)
 
 
+class PublicImage(BaseModel):
+    """A login-free, unguessable URL of one stored image (`/p/<key>.<ext>`), for publishing. A regenerated
+    image gets a new one; the old one keeps answering until `expires_at`, then it and its file go."""
+
+    key = CharField(max_length=64, unique=True)
+    account = ForeignKeyField(Account, backref="public_images", on_delete="CASCADE")
+    image_id = IntegerField()
+    file_path = CharField(max_length=500)
+    content_type = CharField(max_length=50)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(null=True)  # None: the image's current URL
+
+    class Meta:
+        indexes = ((("account", "image_id"), False), (("expires_at",), False))
+
+
+class WebhookDelivery(BaseModel):
+    """One attempt to tell an account's webhook that a task ended (admins see each one)."""
+
+    account = ForeignKeyField(Account, backref="webhook_deliveries", on_delete="CASCADE")
+    task_id = CharField(max_length=64)
+    event_id = CharField(max_length=64)
+    url = TextField()
+    attempt = IntegerField(default=1)
+    status_code = IntegerField(null=True)
+    error = TextField(null=True)
+    delivered = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "created_at"), False), (("event_id",), False))
+
+
 class ImageBlob(BaseModel):
     """Stored image bytes for the database storage backend (dynos share no disk)."""
 
@@ -360,6 +410,7 @@ class IntegrationSettings(BaseModel):
     # Fernet ciphertext of the provider key; the plain key is never stored.
     api_key_encrypted = TextField(null=True)
     api_key_last4 = CharField(max_length=4, null=True)
+    webhook_secret_encrypted = TextField(null=True)  # Fernet ciphertext; shown once, when it is set
     updated_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -422,6 +473,8 @@ ALL_MODELS = [
     Content,
     Images,
     ImageAttempt,
+    PublicImage,
+    WebhookDelivery,
     ImageBlob,
     IntegrationSettings,
     ModelNotice,

@@ -7,7 +7,21 @@ changes nothing. A new schema change is one more function appended to MIGRATIONS
 from peewee import DateTimeField, IntegerField, Model, fn
 from playhouse.migrate import migrate
 
-from models import ALL_MODELS, AITaskLog, ApiToken, ImageAttempt, Images, ModelNotice, User, db, utcnow
+from models import (
+    ALL_MODELS,
+    AITaskLog,
+    ApiToken,
+    Content,
+    ImageAttempt,
+    Images,
+    IntegrationSettings,
+    ModelNotice,
+    PublicImage,
+    User,
+    WebhookDelivery,
+    db,
+    utcnow,
+)
 
 
 class SchemaVersion(Model):
@@ -71,6 +85,25 @@ def _attempts_and_cancel(migrator):
             ended_at=image.updated_at if image.status in ("generated", "failed") else None)
 
 
+def _workspace(migrator):
+    added = []
+    for model, fields in ((Content, (Content.body, Content.slug)),
+                          (Images, (Images.alt_text, Images.alt_text_edited, Images.title, Images.caption,
+                                    Images.file_name, Images.generated_prompt, Images.public_key)),
+                          (IntegrationSettings, (IntegrationSettings.webhook_secret_encrypted,))):
+        columns = {c.name for c in db.get_columns(model._meta.table_name)}
+        added += [migrator.add_column(model._meta.table_name, f.column_name, f) for f in fields
+                  if f.column_name not in columns]
+    migrate(*added)
+    indexes = {i.name for i in db.get_indexes(Images._meta.table_name)}
+    if "images_account_id_file_name" not in indexes:
+        migrate(migrator.add_index(Images._meta.table_name, ("account_id", "file_name"), True))
+    db.create_tables([PublicImage, WebhookDelivery], safe=True)
+    # Images made before: they were made from the prompt they have now.
+    Images.update(generated_prompt=Images.prompt).where((Images.status == "generated")
+                                                        & Images.generated_prompt.is_null()).execute()
+
+
 # (version, description, function taking a playhouse.migrate migrator)
 MIGRATIONS = [
     (1, "initial schema", _initial),
@@ -78,6 +111,7 @@ MIGRATIONS = [
     (3, "user roles (staff, manager), session versions and token expiry", _roles),
     (4, "where a provider's answer waits between its call and its save", _answer_keys),
     (5, "image attempts (the spend ledger), who started a task and its cancel", _attempts_and_cancel),
+    (6, "the article workspace: bodies, alt text and file names, public URLs, webhooks", _workspace),
 ]
 
 
