@@ -5,6 +5,7 @@ files under instance/) let the service run on a fresh machine with nothing confi
 """
 
 import base64
+import datetime as dt
 import hashlib
 import os
 import secrets
@@ -44,6 +45,19 @@ def _bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _hours(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = None
+    if hours is None or not 0 <= hours < 24 * 365 * 10:  # nan and inf fail the comparison too
+        raise ValueError(f"{name} is {value!r}; give a number of hours from 0 (e.g. 168 for a week)")
+    return hours
+
+
 @dataclass(frozen=True)
 class Config:
     instance_path: Path
@@ -62,11 +76,18 @@ class Config:
     s3_region: str | None = None
     s3_endpoint_url: str | None = None  # any S3-compatible store: R2, MinIO, a local server
     media_public_base_url: str | None = None  # the bucket's public URL or a CDN in front of it
+    # How long a regenerated image's old public URL (/p/<key>) keeps answering: pages published with it
+    # have that long to pick up the new one before the old URL and its file are removed.
+    public_url_grace_hours: float = 24 * 7
     extra: dict = field(default_factory=dict)
 
     @property
     def embedded_redis_socket(self) -> Path:
         return self.instance_path / "redis.sock"
+
+    @property
+    def public_url_grace(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.public_url_grace_hours)
 
     @property
     def database_label(self) -> str:
@@ -101,6 +122,7 @@ def load_config() -> Config:
         s3_region=os.environ.get("S3_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
         media_public_base_url=os.environ.get("MEDIA_PUBLIC_BASE_URL") or None,
+        public_url_grace_hours=_hours("PUBLIC_URL_GRACE_HOURS", 24 * 7),
         extra={"secure_cookies": _bool("SESSION_COOKIE_SECURE", False),
                "session_idle_minutes": int(os.environ.get("SESSION_IDLE_MINUTES") or 12 * 60)},
     )

@@ -99,9 +99,13 @@ def _workspace(migrator):
     if "images_account_id_file_name" not in indexes:
         migrate(migrator.add_index(Images._meta.table_name, ("account_id", "file_name"), True))
     db.create_tables([PublicImage, WebhookDelivery], safe=True)
-    # Images made before: they were made from the prompt they have now.
+    # Images made before: they were made from the prompt they have now, and get the default alt text.
     Images.update(generated_prompt=Images.prompt).where((Images.status == "generated")
                                                         & Images.generated_prompt.is_null()).execute()
+    from webapp.writer import default_alt_text
+
+    for image in Images.select(Images.id, Images.prompt).where((Images.alt_text == "") & ~Images.alt_text_edited):
+        Images.update(alt_text=default_alt_text(image.prompt)).where(Images.id == image.id).execute()
 
 
 # (version, description, function taking a playhouse.migrate migrator)

@@ -33,15 +33,18 @@ MAX_ATTEMPTS = 3
 
 class AICore:
     def __init__(self, credentials: Credentials | None = None, *, redis=None, limits: Limits | None = None,
-                 on_call_start=None, sleep=time.sleep, timeout: tuple[float, float] | None = None,
+                 on_call_start=None, on_call_end=None, sleep=time.sleep, timeout: tuple[float, float] | None = None,
                  max_attempts=MAX_ATTEMPTS):
-        """`on_call_start()` runs when a call goes to the provider, so progress shows waiting (a 429
-        pause, the per-minute window) and calling apart. How many calls run at once is RQ's concern
-        (the image jobs' RateLimit); `limits` adds the per-minute window, 429 pauses and key blocks."""
+        """`on_call_start()` runs when a call goes to the provider and `on_call_end()` when it has come
+        back (answered or not), so progress shows waiting (a 429 pause, the per-minute window) and calling
+        apart, and a job cut by a restart knows whether a request was out (which the provider may bill).
+        How many calls run at once is RQ's concern (the image jobs' RateLimit); `limits` adds the
+        per-minute window, 429 pauses and key blocks."""
         self.credentials = credentials or Credentials(api_key=None)
         self.redis = redis
         self.limiter = KeyLimiter(redis, limits, sleep=sleep) if redis is not None and limits else None
         self.on_call_start = on_call_start or (lambda: None)
+        self.on_call_end = on_call_end or (lambda: None)
         self.timings: dict = {}
         self.sleep = sleep
         self.timeout = timeout
@@ -77,18 +80,26 @@ class AICore:
                               getattr(self.timeout, "deadline", None) or CALL_DEADLINE or read_timeout)
         started = time.monotonic()
 
+        def send():
+            self.on_call_start()
+            try:
+                image = backend.generate(request, self.credentials, timeout=timeout)
+            except Exception:
+                self.on_call_end()  # it came back, failed; a shutdown (a BaseException) cut it while out
+                raise
+            self.on_call_end()
+            return image
+
         def attempt():
             if self.limiter is None:
-                self.on_call_start()
-                return backend.generate(request, self.credentials, timeout=timeout)
+                return send()
             blocked = self.limiter.blocked()
             if blocked:  # no credit on this key: the answer would be the same, and is not worth a call
                 raise ProviderError(blocked, permanent=True, code="key_blocked")
             waited = self.limiter.wait_to_start(uuid.uuid4().hex)
             self.timings["limit_wait"] = self.timings.get("limit_wait", 0) + waited
             try:
-                self.on_call_start()
-                image = backend.generate(request, self.credentials, timeout=timeout)
+                image = send()
             except ProviderError as exc:
                 if exc.status == 429 and not exc.permanent:
                     self._quietly(self.limiter.on_rate_limited, exc.retry_after)

@@ -23,13 +23,14 @@ import time
 import uuid
 
 from redis.exceptions import RedisError
-from rq import Queue, get_current_job
+from rq import Queue, Retry, get_current_job
 from rq.callbacks import Callback
+from rq.exceptions import ShutDownImminentException
 from rq.job import Dependency
 from rq.rate_limit import RateLimitRegistry
 from rq.timeouts import JobTimeoutException
 
-from jobs import budget, progress_cache, runtime
+from jobs import budget, progress_cache, runtime, webhooks
 from jobs.ai_core import AICore
 from jobs.connection import get_redis
 from jobs.errors import AIFunctionError
@@ -50,6 +51,9 @@ SAVE_TIMEOUT = 180
 # ones stay a week, for ops to read and retry in rq-dashboard.
 RESULT_TTL = 600
 FAILURE_TTL = 7 * 24 * 3600
+# Restarts (deploys, the daily one) in a row that may cut an image's job before its call and hand it back
+# to its queue.
+SHUTDOWN_RETRIES = 3
 # Failures whose message is written for staff already.
 EXPECTED_ERRORS = (ProviderError, AIFunctionError, FetchError, ImageRejected, NotStored)
 
@@ -222,6 +226,7 @@ class AIEngine:
         if not self.fn.begin_item(item_id, self.task_id, self.account_id):
             # Already generated (a requeue of a finished item) or taken by a newer task: no call, no charge.
             return {"success": True, "skipped": True}
+        sending, answered = {"now": False}, False  # sending: a request is out, which the provider may bill
         try:
             data = self._prepare_item(item_id)
             call = self.fn.build_prompt(data, self.account_id)
@@ -233,23 +238,49 @@ class AIEngine:
                 self._forget_view()
                 return {"success": True, "skipped": True, "canceled": True}
             ai_core = AICore(data.credentials, redis=self._redis(), limits=data.limits, on_call_start=lambda: (
-                self._write_meta({"phase": "AI_CALL", "call_started_at": time.time()})))
+                sending.update(now=True), self._write_meta({"phase": "AI_CALL", "call_started_at": time.time()})),
+                on_call_end=lambda: sending.update(now=False))
             self._write_meta({"phase": "PREP",
                               "expected_seconds": ai_core.expected_seconds(call.method, call.kwargs)})
             response = getattr(ai_core, call.method)(**call.kwargs)
-            self._free_slot()
-            # What is left of this job yields the cores to the next image's job, starting in the slot now.
-            runtime.lower_priority()
-            self.fn.record_answer(data, response)
-            if self.fn.background_save and get_current_job() is not None:  # inline runs save here
-                self._write_meta({"phase": "SAVE"})
-                enqueue_save(self._queue(), self.task_id, item_id)
-                return {"success": True, "saving": True}
+            # The provider has billed: the answer is recorded and handed to its SAVE job whole, whatever a
+            # dyno's shutdown says meanwhile (it is raised when this block ends).
+            with runtime.uninterrupted():
+                self._free_slot()
+                # What is left of this job yields the cores to the next image's job, starting in the slot now.
+                runtime.lower_priority()
+                self.fn.record_answer(data, response)
+                answered = True
+                if self.fn.background_save and get_current_job() is not None:  # inline runs save here
+                    self._write_meta({"phase": "SAVE"})
+                    enqueue_save(self._queue(), self.task_id, item_id)
+                    return {"success": True, "saving": True}
             result = self._parse_and_save(data, response)
+        except ShutDownImminentException:
+            # A restart (deploy, the daily one) reached this job before it could end.
+            if answered and self.fn.background_save:
+                return {"success": True, "saving": True}  # recorded and handed over: nothing was cut
+            if not sending["now"] and self._may_hand_back():
+                # No request out (before its call, or waiting out a 429 or the per-minute window): the job
+                # goes back to the front of its queue for the next worker.
+                log.warning("item %s of task %s: queued again, a restart came before its call", item_id,
+                            self.task_id)
+                return Retry(max=SHUTDOWN_RETRIES, enqueue_at_front=True)
+            # Its request was out: the provider may bill it, so it is not made again on our own.
+            self.fn.fail_item(item_id, self.task_id, self.account_id, _cut_sentence(sending["now"]),
+                              charge_uncertain=sending["now"])
+            self.finish_if_last()
+            self._forget_view()
+            raise
         except BaseException as exc:
             self._record_failure(item_id, exc)
             raise  # the job fails, so ops see it in the failed registry and can requeue it
         return self._record_success(result)
+
+    @staticmethod
+    def _may_hand_back() -> bool:
+        job = get_current_job()
+        return job is not None and (job.number_of_retries or 0) < SHUTDOWN_RETRIES
 
     def run_save(self, item_id) -> dict:
         """PARSE and SAVE for one item from the answer its call kept. Safe to run again (ops may requeue
@@ -261,6 +292,11 @@ class AIEngine:
             if response is None:
                 raise AIFunctionError("The provider's answer for this image was not kept; generate it again.")
             result = self._parse_and_save(data, response)
+        except ShutDownImminentException as exc:
+            if self._may_hand_back():
+                return Retry(max=SHUTDOWN_RETRIES, enqueue_at_front=True)  # the answer is kept: save it later
+            self._record_failure(item_id, exc)
+            raise
         except BaseException as exc:
             self._record_failure(item_id, exc)
             raise
@@ -363,6 +399,8 @@ class AIEngine:
             task = AITaskLog.get(AITaskLog.task_id == self.task_id)
             fields["step_logs"] = [*(task.step_logs or []), self._step(*step)]
         AITaskLog.update(**fields).where(AITaskLog.task_id == self.task_id).execute()
+        if fields.get("state") in webhooks.ENDED:  # every way a task ends is written here
+            webhooks.task_finished(self.task_id)
 
     @staticmethod
     def _step(phase: str, message: str) -> dict:
@@ -396,6 +434,13 @@ class AIEngine:
         if job is not None:
             return job.connection
         return self.queue.connection if self.queue is not None else None
+
+
+def _cut_sentence(called: bool) -> str:
+    if called:
+        return ("Interrupted by a restart of the workers during its provider call, which the provider may "
+                "have billed; it was not made again on its own. Retry it.")
+    return f"Interrupted by {SHUTDOWN_RETRIES} restarts of the workers in a row before its call. Retry it."
 
 
 def not_started_after_cancel(state: dict, task_id: str) -> bool:

@@ -1,9 +1,11 @@
 """An account's image-generation settings (`IntegrationSettings`): validation, defaults, and the
-API key, which is encrypted at rest and only ever decrypted in memory for a provider call."""
+API key, which is encrypted at rest and only ever decrypted in memory for a provider call; the same for
+the webhook's secret, which is decrypted only to sign a delivery (jobs.webhooks)."""
 
 import datetime as dt
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -49,7 +51,10 @@ DEFAULTS = {
     # USD; None: no cap. Monthly counts what providers charged this month (UTC), per run the estimate.
     "monthly_budget": None,
     "run_budget": None,
+    # Where a task's end is posted (jobs.webhooks); None: nowhere. Its secret is a column of its own.
+    "webhook_url": None,
 }
+WEBHOOK_SECRET_LENGTH = (16, 200)  # a secret the manager brings; the server's own are 43 characters
 
 
 @lru_cache(maxsize=4)
@@ -131,7 +136,8 @@ def effective_sizes(config: dict, spec: ModelSpec | None) -> dict:
 
 
 def public_view(row: IntegrationSettings | None) -> dict:
-    """The settings as the API and the page show them: never the key, only whether it is set."""
+    """The settings as the API and the page show them: never the key or the webhook secret, only whether
+    they are set."""
     config = {**DEFAULTS, **(row.config if row else {})}
     provider = PROVIDERS.get(config["provider"])
     spec = spec_or_none(provider, config["model"]) if provider else None
@@ -146,6 +152,7 @@ def public_view(row: IntegrationSettings | None) -> dict:
         "is_active": bool(row and row.is_active),
         "api_key_set": bool(row and row.api_key_encrypted),
         "api_key_last4": (row.api_key_last4 if row and row.api_key_encrypted else None),
+        "webhook_secret_set": bool(row and row.webhook_secret_encrypted),
     }
 
 
@@ -286,6 +293,7 @@ def validate(data: dict, current: dict, account_id=None) -> tuple[dict, dict]:
     elif provider is not None and provider.default_base_url is None and provider.name != "placeholder":
         errors["base_url"] = f"{provider.label} has no default address: give the server's base URL."
     merged["base_url"] = (base_url or "").rstrip("/")
+    merged["webhook_url"] = _webhook_url(merged, errors, current)
     return merged, errors
 
 
@@ -301,6 +309,30 @@ def _base_url_errors(base_url: str, *, changed: bool) -> dict:
         except outbound.OutboundRefused as refused:
             return {"base_url": f"Refused: {refused}."}
     return {}
+
+
+def _webhook_url(merged, errors, current) -> str | None:
+    """None (or blank) for no webhook; else a URL checked like a base URL: a task's results go there."""
+    value = merged["webhook_url"]
+    if value is None or (isinstance(value, str) and not value.strip(" ")):
+        return None
+    if not isinstance(value, str) or len(value) > 2000:
+        errors["webhook_url"] = "An http(s) URL of at most 2000 characters, or blank for no webhook."
+        return value
+    url = value.strip(" ")
+    if "?" in url or "#" in url:
+        errors["webhook_url"] = ("Refused: it has a query or a fragment. Give the address alone: each delivery "
+                                 "is signed, so the URL needs no token in it.")
+        return url
+    problem = outbound.url_problem(url)
+    if problem:
+        errors["webhook_url"] = f"Refused: {problem}. Give an http(s) URL such as https://example.com/hooks/images."
+    elif url != current.get("webhook_url"):
+        try:
+            outbound.check(url)
+        except outbound.OutboundRefused as refused:
+            errors["webhook_url"] = f"Refused: {refused}."
+    return url
 
 
 def _model_spec(provider, model, errors, account_id) -> ModelSpec | None:
@@ -395,12 +427,21 @@ def _budget(merged, errors, name):
 
 def save(account_id, data: dict) -> tuple[dict, dict]:
     """Validate and store; the key is write-only (blank keeps the old one, unless the provider or the
-    base URL changes). Return (view, errors)."""
+    base URL changes). Return (view, errors).
+
+    The webhook secret is write-only too: `webhook_secret` sets one the manager chose; otherwise one is
+    made when a URL is set and there is none yet, or when `new_webhook_secret` is true, and only then is
+    it in the view returned (`"webhook_secret"`), that once. No URL, no secret."""
     row = settings_row(account_id)
     config, errors = validate(data, row.config if row else {}, account_id)
     api_key = data.get("api_key")
     if api_key is not None and not isinstance(api_key, str):
         errors["api_key"] = "A text value."
+    webhook_secret = _webhook_secret(data, errors, config)
+    new_webhook_secret = _flag({"new_webhook_secret": data.get("new_webhook_secret", False)}, errors,
+                               "new_webhook_secret")
+    if new_webhook_secret and not config["webhook_url"]:
+        errors["new_webhook_secret"] = "Give a webhook URL first: the secret signs what is sent there."  # noqa: S105
     is_active = data.get("is_active", row.is_active if row else True)
     if isinstance(is_active, str) and is_active.lower() in {"true", "on", "1", "false", "off", "0", ""}:
         is_active = is_active.lower() in {"true", "on", "1"}
@@ -420,17 +461,48 @@ def save(account_id, data: dict) -> tuple[dict, dict]:
         # The key was given for that provider at that address: sending it anywhere else needs the key
         # again, so a changed base URL can never carry the stored key to a server of someone's choosing.
         row.api_key_encrypted = row.api_key_last4 = None
+    made = None
+    if not config["webhook_url"]:
+        row.webhook_secret_encrypted = None
+    elif webhook_secret:
+        row.webhook_secret_encrypted = secret_box().encrypt(webhook_secret)
+    elif new_webhook_secret or not row.webhook_secret_encrypted:
+        made = secrets.token_urlsafe(32)
+        row.webhook_secret_encrypted = secret_box().encrypt(made)
     row.updated_at = utcnow()
     row.save()
-    return public_view(row), {}
+    view = public_view(row)
+    if made:
+        view["webhook_secret"] = made  # the one time it is shown
+    return view, {}
+
+
+def _webhook_secret(data, errors, config) -> str | None:
+    """A secret the manager brings (blank or missing: keep the stored one, or have one made)."""
+    value = data.get("webhook_secret")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    low, high = WEBHOOK_SECRET_LENGTH
+    if not isinstance(value, str) or not low <= len(value.strip()) <= high:
+        errors["webhook_secret"] = (f"A text of {low} to {high} characters; or leave it out and the server makes "
+                                    "one.")
+        return None
+    if not config["webhook_url"]:
+        errors["webhook_secret"] = "Give a webhook URL too: the secret signs what is sent there."  # noqa: S105
+        return None
+    return value.strip()
 
 
 def rotate_keys() -> int:
-    """Re-encrypt every stored key under the newest ENCRYPTION_KEYS entry; return how many."""
+    """Re-encrypt every stored secret (provider keys, webhook secrets) under the newest ENCRYPTION_KEYS
+    entry; return how many."""
     box = secret_box()
     count = 0
-    for row in IntegrationSettings.select().where(IntegrationSettings.api_key_encrypted.is_null(False)):
-        row.api_key_encrypted = box.rotate(row.api_key_encrypted)
+    for row in IntegrationSettings.select().where(IntegrationSettings.api_key_encrypted.is_null(False)
+                                                  | IntegrationSettings.webhook_secret_encrypted.is_null(False)):
+        for column in ("api_key_encrypted", "webhook_secret_encrypted"):
+            if getattr(row, column):
+                setattr(row, column, box.rotate(getattr(row, column)))
+                count += 1
         row.save()
-        count += 1
     return count

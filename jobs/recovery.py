@@ -208,11 +208,13 @@ def sweep_if_due(queue: Queue) -> dict | None:
     """Called by every worker's RQ maintenance (worker.py, every SWEEP_INTERVAL): the first worker of
     the queue to get there in an interval sweeps, the others skip. Being part of the workers' own loop,
     it comes back by itself after Redis lost everything."""
-    from jobs import model_check
+    from jobs import model_check, publishing
 
     if not queue.connection.set(LOCK_KEY.format(queue.name), "1", nx=True, ex=SWEEP_INTERVAL - 1):
         return None
     with db.connection_context():  # closed again before the worker forks its next work-horse
         counts = sweep_once(queue)
     model_check.schedule_daily(queue)
+    with db.connection_context():
+        counts["public_urls_removed"] = publishing.remove_expired()  # old URLs past their grace
     return counts

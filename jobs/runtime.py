@@ -4,6 +4,7 @@ Jobs bind it themselves (not only worker.py), so that they also run under a plai
 or inline in tests. Each job opens and closes its own connection around its work.
 """
 
+import contextlib
 import os
 
 from config import load_config
@@ -30,3 +31,38 @@ def ensure_database(config=None):
     if db.obj is None:
         open_database((config or load_config()).database_url)
     return db
+
+
+# --- a dyno's shutdown, inside a work-horse ----------------------------------------------------------
+#
+# RQ's HerokuWorker raises ShutDownImminentException in a running job some seconds after SIGTERM, wherever
+# the job is. A job marks the few steps that must not be cut in two (recording a paid answer and handing
+# it to its SAVE job) with `uninterrupted()`: an exception due inside waits until that block has ended.
+
+_depth = 0
+_deferred: BaseException | None = None
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Steps the dyno's shutdown must not cut: the shutdown exception, if it comes meanwhile, is raised
+    when the block ends — left by its end or by a `return` inside it — unless the block raised itself."""
+    global _depth, _deferred
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+    if _depth == 0 and _deferred is not None:
+        exc, _deferred = _deferred, None
+        raise exc
+
+
+def defer_shutdown(exc: BaseException) -> bool:
+    """Called by the work-horse's shutdown handler: True when `exc` must wait for an `uninterrupted()`
+    block to end, False when it is to be raised now."""
+    global _deferred
+    if _depth:
+        _deferred = exc
+        return True
+    return False

@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC
 from pathlib import Path
@@ -29,7 +30,8 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{WORK / 'bench.sqlite3'}")
 os.environ["MEDIA_ROOT"] = str(WORK / "media")
 os.environ["RQ_QUEUE"] = "bench"
 os.environ["OUTBOUND_ALLOW"] = "127.0.0.1"  # the fake provider listens on loopback
-WORKERS = int(os.environ.get("BENCH_WORKERS", "10"))
+# One worker dyno: one `python worker.py`, a pool of WORKER_CONCURRENCY processes (its default unless set).
+CONCURRENCY = os.environ.get("WORKER_CONCURRENCY", "")
 VERBOSE = bool(os.environ.get("BENCH_VERBOSE"))
 ONLY = os.environ.get("BENCH_ONLY")  # "viewers": only the pollers' figures (while tuning them)
 # As often as the progress panel asks; end times come from the database, so polling adds no lag.
@@ -41,6 +43,7 @@ import schema  # noqa: E402
 from jobs.connection import get_queue, get_redis, redis_url  # noqa: E402
 from jobs.engine import item_job_ids  # noqa: E402
 from jobs.providers.catalog import PLACEMENT_PRESETS, models_for  # noqa: E402
+from jobs.worker_pool import dyno_memory  # noqa: E402
 from models import AITaskLog, db, open_database  # noqa: E402
 from tests.fakes.images import photo_sized, prepare_images  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
@@ -70,10 +73,13 @@ class Service:
             [str(Path(sys.executable).parent / "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", "2",
              "--threads", "8", "webapp:create_app()"], cwd=ROOT, env=self.env, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-        self.procs += [subprocess.Popen([sys.executable, "worker.py", "--name", f"bench-{n}-{os.getpid()}"],
-                                        cwd=ROOT, env=self.env, start_new_session=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                       for n in range(WORKERS)]
+        self.dyno = subprocess.Popen([sys.executable, "worker.py", "--name", f"bench-{os.getpid()}"], cwd=ROOT,
+                                     env=self.env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.procs.append(self.dyno)
+        self.heaviest = None
+        self._sampling = threading.Event()
+        threading.Thread(target=self._sample_memory, daemon=True).start()
         deadline = time.monotonic() + 30
         while not self._healthy():
             if time.monotonic() > deadline:
@@ -82,6 +88,14 @@ class Service:
             time.sleep(0.2)
         time.sleep(2)  # workers register
 
+    def _sample_memory(self):
+        """The worker dyno at its heaviest, sampled every 0.2 s (PSS: each page shared after fork once)."""
+        while not self._sampling.wait(0.2):
+            with contextlib.suppress(Exception):
+                now = dyno_memory(self.dyno.pid)
+                if self.heaviest is None or now.pss > self.heaviest.pss:
+                    self.heaviest = now
+
     def _healthy(self) -> bool:
         try:
             return requests.get(self.base + "/healthz", timeout=2).ok
@@ -89,6 +103,7 @@ class Service:
             return False
 
     def stop(self):
+        self._sampling.set()
         for p in self.procs:
             os.killpg(p.pid, signal.SIGTERM)
         for p in self.procs:
@@ -308,11 +323,13 @@ def main():
             with contextlib.suppress(Exception):
                 get_redis().shutdown(nosave=True)
 
-    print(f"\nBenchmark — {WORKERS} workers, {os.environ['DATABASE_URL'].split(':')[0]}, "
+    print(f"\nBenchmark — one worker dyno (WORKER_CONCURRENCY {CONCURRENCY or 'default'}), "
+          f"{os.environ['DATABASE_URL'].split(':')[0]}, "
           f"{'embedded Redis' if redis_url().startswith('unix') else 'Redis'}\n")
     for row in rows:
         print("  " + " | ".join(cell for cell in row if cell))
-    print(f"  RQ overhead: {per_job:.1f} ms per empty job through the workers, median enqueue→end {wait:.1f} ms\n")
+    print(f"  RQ overhead: {per_job:.1f} ms per empty job through the workers, median enqueue→end {wait:.1f} ms")
+    print(f"  worker dyno at its heaviest: {service.heaviest}\n")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ sys.path.insert(0, str(ROOT))
 from config import load_config  # noqa: E402
 from jobs import embedded_redis  # noqa: E402
 
+# Work processes of the one worker (a pool, as one dyno runs it): enough for the default C = 1 and a
+# second account at once.
 WORKERS = int(os.environ.get("WORKERS", "4"))
 
 
@@ -74,7 +76,8 @@ def main():
         print("Demo logins:")
         flask("seed-demo")
         port = free_port(int(os.environ.get("PORT", "5000")))
-        commands = [[sys.executable, "worker.py", "--name", f"dev-{os.getpid()}-{n}"] for n in range(WORKERS)]
+        os.environ["WORKER_CONCURRENCY"] = str(WORKERS)
+        commands = [[sys.executable, "worker.py", "--name", f"dev-{os.getpid()}"]]
         commands.append([str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
                          "--workers", "2", "--threads", "4", "--graceful-timeout", "5", "webapp:create_app()"])
         processes[:] = [start(command) for command in commands]

@@ -32,6 +32,9 @@ os.environ.setdefault("MEDIA_ROOT", str(_SESSION_DIR / "media"))
 # The fake providers listen on loopback, which the outbound guard refuses unless the operator allows it
 # (as a deployment with a self-hosted server on its own network would); workers inherit this.
 os.environ["OUTBOUND_ALLOW"] = "127.0.0.1"
+# One worker per `python worker.py`, as before the pool: tests that want N parallel workers start N
+# processes, and a test of the pool asks for one (WorkerProcess(concurrency=N)).
+os.environ["WORKER_CONCURRENCY"] = "1"
 
 from config import load_config  # noqa: E402
 from jobs.connection import get_queue, get_redis, redis_label  # noqa: E402
@@ -177,10 +180,15 @@ def _children(pid: int) -> list[int]:
 
 
 class WorkerProcess:
-    """`python worker.py` as the Procfile runs it, on the tests' database and Redis."""
+    """`python worker.py` as the Procfile runs it, on the tests' database and Redis: one worker, or with
+    `concurrency` a pool of that many (the dyno's default when `concurrency="default"`)."""
 
-    def __init__(self, name="test", extra_env=None):
+    def __init__(self, name="test", extra_env=None, concurrency=None):
         env = {**os.environ, **(extra_env or {})}
+        if concurrency == "default":
+            env.pop("WORKER_CONCURRENCY", None)
+        elif concurrency is not None:
+            env["WORKER_CONCURRENCY"] = str(concurrency)
         self.log = _SESSION_DIR / f"worker-{name}-{time.time_ns()}.log"
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.name = f"{name}-{time.time_ns()}"
@@ -193,7 +201,7 @@ class WorkerProcess:
         # RQ puts each work-horse in a process group of its own: a horse waiting for a provider slot
         # would outlive its worker (and a warm shutdown would wait for it), then stand in the next
         # test's line. End them first.
-        for pid in _children(self.process.pid) if self.process.poll() is None else []:
+        for pid in self.horse_pids() if self.process.poll() is None else []:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self.process.poll() is None:
@@ -203,8 +211,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        # A worker killed by a test leaves its RQ scheduler behind; it shares the worker's process
-        # group, so end the whole group.
+        # A worker killed by a test leaves its RQ scheduler (and a pool its workers) behind; they share
+        # the first process' group, so end the whole group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self._fh.close()
@@ -212,14 +220,38 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def horse_pid(self) -> int | None:
-        """The work-horse running this worker's current job: RQ forks it into a process group of its own,
-        which tells it from the worker's other child, its scheduler."""
-        for pid in _children(self.process.pid):
+    def pids(self) -> list[int]:
+        """This process and every process under it: a pool's workers, the scheduler, work-horses."""
+        from jobs.worker_pool import process_tree
+
+        return process_tree(self.process.pid) if self.process.poll() is None else []
+
+    def worker_pids(self) -> list[int]:
+        """A pool's worker processes (without a pool: none)."""
+        return _children(self.process.pid) if self.process.poll() is None else []
+
+    def horse_pids(self) -> list[int]:
+        """The work-horses running jobs now: RQ forks each into a process group of its own, which tells
+        it from a worker's other child, its scheduler."""
+        found = []
+        for pid in self.pids()[1:]:
             with contextlib.suppress(ProcessLookupError):
                 if os.getpgid(pid) == pid:
-                    return pid
-        return None
+                    found.append(pid)
+        return found
+
+    def horse_pid(self) -> int | None:
+        """The work-horse running this worker's current job (with a pool, one of them)."""
+        horses = self.horse_pids()
+        return horses[0] if horses else None
+
+    def signal_all(self, sig) -> list[int]:
+        """`sig` to every process of this dyno at once, as Heroku stops one; the pids signalled."""
+        pids = self.pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return pids
 
 
 @pytest.fixture

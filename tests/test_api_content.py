@@ -58,7 +58,9 @@ def test_another_accounts_content_answers_like_a_missing_one(api, outsider):
     missing = outsider.get("/v1/writer/content/999999/")
     assert theirs.status_code == missing.status_code == 404
     assert theirs.get_json() == missing.get_json()
-    assert outsider.get(f"/v1/writer/images/?content_id={content_id}").get_json() == {"results": []}
+    listed = outsider.get(f"/v1/writer/images/?content_id={content_id}").get_json()
+    assert listed == outsider.get("/v1/writer/images/?content_id=999999").get_json()
+    assert listed["results"] == [] and listed["count"] == 0
 
 
 def test_prompt_edit_and_its_scoping(api, outsider):

@@ -38,10 +38,12 @@ def create_app(test_config=None):
         ops,
         pages,
         prompts_page,
+        public,
         runs_page,
         security,
         settings_page,
         usage_page,
+        webhooks_page,
     )
 
     inputs.init_app(app)  # first: route converters are bound as blueprints register
@@ -54,7 +56,8 @@ def create_app(test_config=None):
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(media.bp)
-    for page in (images_page, runs_page, usage_page, settings_page, prompts_page, account_page):
+    public.init_app(app)  # /p/<key>.<ext>, login-free
+    for page in (images_page, runs_page, usage_page, settings_page, prompts_page, account_page, webhooks_page):
         app.register_blueprint(page.bp)
     ops.init_app(app)
     return app

@@ -2,13 +2,15 @@
 
 Every backend is served the same way, through the app from storage.load(): that works with a private
 bucket, keeps the account check in front of the bytes, and keeps the pages' `img-src 'self'` policy
-(a redirect to a bucket or CDN would be another origin, which the policy blocks). With
-STORAGE_BACKEND=s3 and MEDIA_PUBLIC_BASE_URL set, public_image_url() also gives each generated image a
-login-free URL on the bucket or CDN, for publishing it outside the app.
+(a redirect to a bucket or CDN would be another origin, which the policy blocks). For publishing
+outside the app, public_image_url() gives each generated image a login-free URL: the app's own
+`/p/<key>.<ext>` (webapp/public.py), or with STORAGE_BACKEND=s3 and MEDIA_PUBLIC_BASE_URL set, the
+object's URL on the bucket or its CDN, so readers never reach the app.
 """
 
-from flask import Blueprint, Response, abort, current_app, g, request
+from flask import Blueprint, Response, abort, current_app, g, has_request_context, request
 
+from jobs import publishing
 from jobs.storage import NotStored, get_storage
 from models import Images
 
@@ -33,12 +35,21 @@ def image_file(image_id, ext):
     return Response(stored.data, content_type=stored.content_type, headers=headers)
 
 
-def public_image_url(image) -> str | None:
-    """The image's login-free URL straight from the store (the bucket or the CDN named by
-    MEDIA_PUBLIC_BASE_URL), or None: not stored yet, or a backend that only the app serves."""
+def public_image_url(image, *, base_url: str | None = None) -> str | None:
+    """The image's absolute login-free URL, or None until it is generated.
+
+    The bucket's or its CDN's URL when the store has one (S3 with MEDIA_PUBLIC_BASE_URL); else the app's
+    `/p/<key>.<ext>` on `base_url` (by default the host the request came to)."""
     if not image.file_path or image.status != "generated":
         return None
-    return get_storage(current_app.config["SERVICE_CONFIG"]).public_url(image.file_path)
+    direct = get_storage(current_app.config["SERVICE_CONFIG"]).public_url(image.file_path)
+    if direct:
+        return direct
+    if not image.public_key:
+        return None  # stored before public URLs existed: it gets one when it is regenerated
+    if base_url is None:
+        base_url = request.host_url if has_request_context() else ""
+    return base_url.rstrip("/") + publishing.public_path(image.public_key, _extension(image.image_format))
 
 
 def _extension(image_format: str | None) -> str:

@@ -1,8 +1,9 @@
-"""Settings → Image generation: provider, model, the write-only API key, the output options and the budgets."""
+"""Settings → Image generation: provider, model, the write-only API key, the output options, the budgets
+and the webhook (its secret write-only, shown once when the server makes it)."""
 
 from decimal import Decimal
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, url_for
 
 from jobs import budget, image_settings
 from jobs.errors import ValidationError
@@ -16,7 +17,7 @@ bp.add_app_template_filter(budget.usd, "usd")  # the Images page registers the s
 
 TEXT_FIELDS = ("provider", "model", "base_url", "image_type", "max_in_article_images", "image_format",
                "max_concurrent_calls", "calls_per_minute", "quality", "background", "price_per_image",
-               "monthly_budget", "run_budget")
+               "monthly_budget", "run_budget", "webhook_url")
 PLACEMENT_LABELS = {"featured": "Featured", "in_article": "In-article", "desktop": "Desktop", "mobile": "Mobile"}
 # Unticked checkboxes are not sent at all, so a missing flag means "off".
 FLAGS = ("desktop_enabled", "mobile_enabled", "is_active")
@@ -40,17 +41,37 @@ def image_generation():
     sizes = _submitted_sizes(request.form)
     if sizes is not None:
         submitted["sizes"] = sizes
-    view, errors = image_settings.save(g.account_id, {**submitted, "api_key": request.form.get("api_key", "")})
+    view, errors = image_settings.save(g.account_id, {
+        **submitted, "api_key": request.form.get("api_key", ""),
+        "webhook_secret": request.form.get("webhook_secret", ""),
+        "new_webhook_secret": "new_webhook_secret" in request.form})
+    made = view.pop("webhook_secret", None)  # a secret the server just made: shown in this answer only
     if errors:
         # Show what was typed, next to what was wrong with it; the key itself is never echoed.
         context = _page_context({**view, **submitted}, view, errors)
         if is_htmx():
             return render_template("settings/_form.html", **context), 422
         return render_template("settings/image_generation.html", **context), 422
+    if made:
+        return _secret_shown_once(view, made)
     if not is_htmx():
         flash("Settings saved.", "success")
         return redirect(url_for(".image_generation"))
     return render_template("settings/_form.html", **_page_context(view, view, {})) + toast("Settings saved.", "success")
+
+
+def _secret_shown_once(view: dict, secret: str):
+    """The saved form with the new webhook secret in a notice. A plain post gets the page itself rather
+    than a redirect: a flashed secret would travel in the session cookie."""
+    context = {**_page_context(view, view, {}), "new_webhook_secret": secret}
+    if is_htmx():
+        body = render_template("settings/_form.html", **context) + toast("Settings saved.", "success")
+    else:
+        flash("Settings saved.", "success")  # shown by this very page, so it leaves the session at once
+        body = render_template("settings/image_generation.html", **context)
+    response = make_response(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/image-generation/models")
@@ -117,7 +138,15 @@ def _form_context(form: dict, saved: dict, errors: dict) -> dict:
 def _page_context(form: dict, saved: dict, errors: dict) -> dict:
     """The whole form's context: the model field's, plus the budgets and this month's spend."""
     return {**_form_context(form, saved, errors), "spend": _spend(saved),
-            "amounts": {name: _amount(form.get(name)) for name in ("monthly_budget", "run_budget")}}
+            "amounts": {name: _amount(form.get(name)) for name in ("monthly_budget", "run_budget")},
+            "new_webhook_secret": None, "deliveries_url": _deliveries_url()}
+
+
+def _deliveries_url() -> str | None:
+    """The webhook deliveries page, for those who may see it (and once its blueprint is registered)."""
+    if not (g.user.is_manager or g.user.is_admin) or "webhooks_page.deliveries" not in current_app.view_functions:
+        return None
+    return url_for("webhooks_page.deliveries")
 
 
 def _spend(saved: dict) -> budget.Budget:

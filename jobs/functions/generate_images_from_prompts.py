@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from config import load_config
-from jobs import budget, image_settings
+from jobs import budget, image_settings, publishing
 from jobs.base import AICall, BaseAIFunction, Prepared
 from jobs.errors import AIFunctionError, NotFound, ValidationError
 from jobs.image_settings import ImageSettings
@@ -213,19 +213,27 @@ class GenerateImagesFromPromptsFunction(BaseAIFunction):
         stored = prepare_image(raw, settings.image_format)
         digest = stored.digest
         key = image_key(account_id, image.id, digest, stored.extension)
-        storage = get_storage(load_config())
+        config = load_config()
+        storage = get_storage(config)
         # Bytes first: 'generated' means stored. Retried, because the provider has already charged.
         retry_on_disconnect(lambda: storage.save(key, stored.data, stored.content_type))
-        # The cost is already on the row (record_answer), where a failed save keeps it too.
-        updated = retry_on_disconnect(lambda: Images.stored(
-            account_id, image.id, original_data.task_id, image_url=media_url(image.id, stored.extension, digest),
-            revised_prompt=None, width=stored.width, height=stored.height, image_format=stored.image_format,
-            file_path=key, file_size=len(stored.data), provider=settings.provider, model=settings.model))
+        # The cost is already on the row (record_answer), where a failed save keeps it too. The row, its
+        # file name and its public URL are written together (publishing.store).
+        updated = retry_on_disconnect(lambda: publishing.store(
+            account_id, image, original_data.task_id,
+            key=publishing.public_key(config.secret_key, account_id, image.id, digest),
+            content_type=stored.content_type, extension=stored.extension, grace=config.public_url_grace,
+            image_url=media_url(image.id, stored.extension, digest), revised_prompt=None, width=stored.width,
+            height=stored.height, image_format=stored.image_format, file_path=key, file_size=len(stored.data),
+            provider=settings.provider, model=settings.model, generated_prompt=image.prompt))
         if not updated:
             log.warning("image %s was taken by another task while saving; keeping its state", image.id)
             return {"count": 0, "images_generated": 0, "cost": None}
-        if image.file_path and image.file_path != key:
-            storage.delete(image.file_path)  # a regenerated image replaces the old file only now
+        # A regenerated image's old file stays while its old public URL answers (remove_expired deletes
+        # both); only a file that no URL points at (an image made before public URLs) goes now.
+        if image.file_path and image.file_path != key \
+                and not publishing.file_in_use(account_id, image.id, image.file_path):
+            storage.delete(image.file_path)
         if image.answer_key:
             storage.delete(image.answer_key)  # stored: the staged answer is not needed any more
         cost = Images.select(Images.cost).where(Images.id == image.id).scalar()

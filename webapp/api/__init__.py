@@ -11,7 +11,7 @@ bp = Blueprint("api", __name__, url_prefix="/v1")
 
 
 def init_app(app):
-    from webapp.api import content, images, progress, settings, tasks  # noqa: F401 - routes register on bp
+    from webapp.api import content, export, images, openapi, progress, settings, tasks  # noqa: F401
 
     app.register_blueprint(bp)
 
