@@ -108,3 +108,10 @@ def test_a_nul_in_a_form_field_is_a_400(staff, field):
     answer = staff.post(url, {field: "nul \x00 here"})
     assert answer.status_code == 400
     assert factories.image(ids[0]).prompt == "A lighthouse at dusk"
+
+
+def test_a_nul_in_an_api_query_is_a_json_400(client, personas):
+    api = ApiClient(client, personas.owner)
+    answer = api.get("/v1/writer/images/", query_string={"status": "x\x00y"})
+    assert answer.status_code == 400
+    assert answer.get_json() == {"error": "status contains a NUL character.", "type": "ValidationError"}

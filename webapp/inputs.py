@@ -69,6 +69,7 @@ def init_app(app):
     def _refuse_unstorable_form_text():
         from flask import request
 
+        from webapp.errors import json_error
         from webapp.htmx import message
 
         try:
@@ -79,5 +80,7 @@ def init_app(app):
             try:
                 check_text(value, name)
             except ValidationError as refused:
+                if request.path.startswith("/v1/"):  # the API's errors are JSON, whatever went wrong
+                    return json_error(refused.message, refused.kind, 400)
                 return message(refused.message, 400)
         return None
