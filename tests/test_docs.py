@@ -23,5 +23,5 @@ def test_every_setting_and_every_model_is_documented():
 
 def test_the_readme_links_the_docs():
     readme = (ROOT / "README.md").read_text()
-    for doc in ("docs/architecture.md", "docs/settings.md"):
+    for doc in ("docs/architecture.md", "docs/settings.md", "docs/api.md"):
         assert (ROOT / doc).exists() and f"({doc})" in readme
