@@ -13,15 +13,6 @@ from tests.api_helpers import ApiClient
 
 
 @pytest.fixture
-def app(app):
-    from webapp import public
-
-    if "public" not in app.blueprints:  # until webapp/__init__.py registers it itself
-        public.init_app(app)
-    return app
-
-
-@pytest.fixture
 def api(client, personas):
     return ApiClient(client, personas.owner)
 

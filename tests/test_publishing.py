@@ -28,15 +28,6 @@ s3_server, s3 = suite.s3_server, suite.s3
 
 
 @pytest.fixture
-def app(app):
-    from webapp import public
-
-    if "public" not in app.blueprints:  # until webapp/__init__.py registers it itself
-        public.init_app(app)
-    return app
-
-
-@pytest.fixture
 def api(client, personas, worker):
     api = ApiClient(client, personas.owner)
     saved = api.put(flow.SETTINGS, json={"provider": "placeholder", "model": "placeholder-v1", "image_format": "webp",

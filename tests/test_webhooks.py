@@ -101,16 +101,6 @@ def start_worker(own_queue):
         worker.stop()
 
 
-@pytest.fixture
-def app(app):
-    """The app with the deliveries page, whose blueprint webapp/__init__.py may not register yet."""
-    from webapp import webhooks_page
-
-    if "webhooks_page" not in app.blueprints:
-        app.register_blueprint(webhooks_page.bp)
-    return app
-
-
 def set_webhook(api, url, **extra) -> str | None:
     """Save the webhook URL (placeholder provider otherwise); the secret, when this save made one."""
     response = api.put(SETTINGS, json={"webhook_url": url, **extra})
