@@ -28,15 +28,6 @@ BODY = """<p>Kites fly when the wind is steady and the sky is open.</p>
 
 
 @pytest.fixture
-def app(app):
-    from webapp import articles_page
-
-    if "articles_page" not in app.blueprints:  # until webapp/__init__.py registers it itself
-        app.register_blueprint(articles_page.bp)
-    return app
-
-
-@pytest.fixture
 def account():
     with db.connection_context():
         a = factories.account_id("A")

@@ -28,6 +28,7 @@ def create_app(test_config=None):
     from webapp import (
         account_page,
         api,
+        articles_page,
         auth,
         cli,
         csrf,
@@ -55,6 +56,7 @@ def create_app(test_config=None):
     api.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(articles_page.bp)
     app.register_blueprint(media.bp)
     public.init_app(app)  # /p/<key>.<ext>, login-free
     for page in (images_page, runs_page, usage_page, settings_page, prompts_page, account_page, webhooks_page):

@@ -117,11 +117,16 @@ def _check(article, n: int, max_in: int | None) -> dict:
                                 image_at=lambda k, raw: _at(raw, f"articles[{n}].images[{k}]."))
 
 
-def create_all(account_id: int, articles: list) -> list[int]:
-    """Check every article, then create them all in one transaction; their ids, in order."""
+def check_all(account_id: int, articles: list) -> list[dict]:
+    """Every article checked as create_all will, the account's in-article limit included (the preview)."""
     if len(articles) > MAX_ARTICLES:
         raise ValidationError(f"At most {MAX_ARTICLES} articles per import; got {len(articles)}.")
     limit = writer.max_in_article(account_id)
-    specs = [_check(article, n, limit) for n, article in enumerate(articles)]
+    return [_check(article, n, limit) for n, article in enumerate(articles)]
+
+
+def create_all(account_id: int, articles: list) -> list[int]:
+    """Check every article, then create them all in one transaction; their ids, in order."""
+    specs = check_all(account_id, articles)
     with db.atomic():
         return [writer.create_checked(account_id, spec).id for spec in specs]

@@ -57,6 +57,7 @@ def _redis_up() -> bool:
 
 NAV = [
     ("pages.index", "Home"),
+    ("articles_page.articles", "Articles"),
     ("images_page.images", "Images"),
     ("runs_page.runs", "Runs"),
     ("usage_page.usage", "Usage"),

@@ -55,6 +55,8 @@
       close.closest("#progress").replaceWith(slot);
       return;
     }
+    var copy = event.target.closest("[data-copy]");
+    if (copy) return copyField(copy);
     var item = event.target.closest(".toast");
     if (item) item.remove();
   });
@@ -73,6 +75,7 @@
   function bulk() {
     var form = document.getElementById("bulk");
     if (!form) return;
+    selectAllFollows();
     var images = 0, micros = 0;
     document.querySelectorAll("input[form=bulk][name=content_id]:checked").forEach(function (box) {
       images += Number(box.dataset.images);
@@ -87,9 +90,71 @@
     }
   }
 
+  // "Select all on this page" ticks the page's article boxes that can be ticked (an article with nothing
+  // pending has its box disabled), and shows whether all, some or none are.
+  function articleBoxes() {
+    return Array.prototype.filter.call(
+      document.querySelectorAll("input[form=bulk][name=content_id]"), function (box) { return !box.disabled; });
+  }
+
+  function selectAllFollows() {
+    var all = document.getElementById("select-all");
+    if (!all) return;
+    var boxes = articleBoxes(), ticked = boxes.filter(function (box) { return box.checked; }).length;
+    all.checked = boxes.length > 0 && ticked === boxes.length;
+    all.indeterminate = ticked > 0 && ticked < boxes.length;
+    all.disabled = boxes.length === 0;
+  }
+
   document.addEventListener("change", function (event) {
-    if (event.target.matches("input[form=bulk]")) bulk();
+    if (event.target.id === "select-all") {
+      var on = event.target.checked;
+      articleBoxes().forEach(function (box) { box.checked = on; });
+      bulk();
+    } else if (event.target.matches("input[form=bulk]")) {
+      bulk();
+    }
   });
+
+  // Copy HTML: the text of the field the button names, to the clipboard (selected in the field when the
+  // browser refuses, so that Ctrl+C does it).
+  function copyField(button) {
+    var field = document.querySelector(button.dataset.copy);
+    if (!field) return;
+    var label = button.dataset.label || (button.dataset.label = button.textContent);
+    function copied() {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 2000);
+    }
+    function selectIt() {
+      field.focus();
+      field.select();
+      if (document.execCommand && document.execCommand("copy")) return copied();
+      toast("The browser did not allow copying: the HTML is selected, press Ctrl+C (⌘C on a Mac).");
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(copied, selectIt);
+    } else {
+      selectIt();
+    }
+  }
+
+  // The Images page's answers refresh the blocks of the articles they touch, out of band by id. An article's
+  // own page has a stand-in with that id instead: it is left alone, and fetches that page's slots.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.hasAttribute("data-refresh-instead")) {
+      event.detail.shouldSwap = false;
+      htmx.trigger(target, "refresh");
+    }
+  });
+
+  // Controls that only work with this script are in the markup hidden; shown here.
+  function reveal(elt) {
+    var found = Array.prototype.slice.call(elt.querySelectorAll("[data-copy][hidden], [data-select-all][hidden]"));
+    if (elt.matches("[data-copy][hidden], [data-select-all][hidden]")) found.push(elt);
+    found.forEach(function (control) { control.hidden = false; });
+  }
 
   // Every toast: flashed with the page (htmx fires this for the body once it has started) or swapped in.
   // Articles swapped in come back unticked (and a reload may restore ticks): the bulk button follows.
@@ -97,6 +162,7 @@
     var elt = event.detail.elt;
     if (elt.matches(".toast")) expire(elt);
     elt.querySelectorAll(".toast").forEach(expire);
+    reveal(elt);
     bulk();
   });
 })();
