@@ -4,11 +4,14 @@ ends, never shown to another account, and answered 304 to a poller whose view ha
 import time
 
 import pytest
+from rq.job import Job
 
 from jobs import progress_cache
+from jobs.engine import done_job_id
 from models import db
 from tests import factories
 from tests.api_helpers import ApiClient, progress_url
+from tests.conftest import wait_for
 from tests.flow import generate, new_article, use_provider, wait_done
 
 pytestmark = pytest.mark.worker
@@ -59,6 +62,9 @@ def test_a_poller_whose_view_has_not_changed_gets_304(api, worker):
 def test_pollers_of_a_task_share_one_view(api, worker, redis_conn, statements):
     task_id = generate(api, new_article())
     wait_done(api, task_id)
+    # The finisher drops the view when it writes the task's end; build it after that.
+    finisher = Job.fetch(done_job_id(task_id), connection=redis_conn)
+    wait_for(lambda: finisher.get_status() == "finished", timeout=30, message="the finisher")
     redis_conn.delete(progress_cache.KEY.format(task_id))
     api.get(progress_url(task_id))  # builds the view
     statements["sql"].clear()
