@@ -172,3 +172,14 @@ def test_generated_images_are_placed_with_working_public_urls(app, api, worker):
     for src in sources:
         answer = reader.get(urlsplit(src).path)
         assert answer.status_code == 200 and answer.headers["Content-Type"] == "image/webp"
+
+
+def test_a_hostile_body_sent_through_the_api_comes_out_of_the_html_endpoint_sanitized(api):
+    hostile = ('<p onclick="steal()">Hello <a href="javascript:alert(1)">click</a></p><script>alert(2)</script>'
+               '<img src="x" onerror="alert(3)"><iframe src="https://evil.test/"></iframe><h2>Section</h2><p>Fine</p>')
+    created = api.post("/v1/writer/content/", json={"title": "Hostile", "body": hostile})
+    assert created.status_code == 201, created.get_json()
+    html = html_of(api, created.get_json()["id"])
+    assert "Hello" in html and "<h2>Section</h2>" in html and "Fine" in html
+    for bad in ("<script", "javascript:", "onerror", "onclick", "<iframe", "evil.test", "alert("):
+        assert bad not in html, bad
